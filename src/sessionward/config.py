@@ -1,0 +1,125 @@
+"""Settings: one object that carries every tunable.
+
+The library takes a :class:`Settings` through constructors and never reads the environment
+itself: ``Settings.defaults()`` (or ``Settings(...)`` with explicit values) is what an app
+passes in. The service and the CLI call :meth:`Settings.from_env`, which reads
+``SESSIONWARD_*`` variables and turns a bad value into a sentence naming the variable.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from .errors import ConfigurationError
+from .urls import StoreURL, parse_store_url
+
+
+
+def _store_url(value: object) -> StoreURL:
+    try:
+        return parse_store_url(value)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+StoreField = Annotated[
+    StoreURL,
+    NoDecode,
+    BeforeValidator(_store_url),
+    PlainSerializer(lambda url: url.redacted(), return_type=str),
+]
+Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400)]
+
+ENV_PREFIX = "SESSIONWARD_"
+_READ_ENV: ContextVar[bool] = ContextVar("sessionward_read_env", default=False)
+
+
+class Settings(BaseSettings):
+    """Every tunable of sessionward, with defaults that work on one machine.
+
+    ``Settings(...)`` takes only the values given; it does not read the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        validate_default=True,
+    )
+
+    store: StoreField = Field(default="sqlite:///sessionward.db")  # type: ignore[assignment]
+
+    session_idle_timeout: Seconds = 1800.0
+    session_absolute_timeout: Seconds = 43200.0
+    session_touch_interval: Annotated[float, Field(ge=0, le=86400)] = 60.0
+    sessions_per_user: Annotated[int, Field(ge=1, le=100_000)] = 10
+    session_limit_action: Literal["evict_oldest", "refuse"] = "evict_oldest"
+
+    state_max_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] = 262_144
+
+    sweep_interval: Seconds = 60.0
+    sweep_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only from_env() looks at the environment; a library never does.
+        return (init_settings, env_settings) if _READ_ENV.get() else (init_settings,)
+
+    @model_validator(mode="after")
+    def _idle_within_absolute(self) -> Self:
+        if self.session_idle_timeout > self.session_absolute_timeout:
+            raise ValueError(
+                "session_idle_timeout must not exceed session_absolute_timeout"
+            )
+        return self
+
+    @classmethod
+    def defaults(cls, **values: Any) -> Settings:
+        """Defaults plus ``values``, without looking at the environment."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_explain(exc, env=False)) from None
+
+    @classmethod
+    def from_env(cls, **values: Any) -> Settings:
+        """Read ``SESSIONWARD_*`` variables (explicit ``values`` win); for the service and CLI."""
+        token = _READ_ENV.set(True)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_explain(exc, env=True)) from None
+        except SettingsError as exc:
+            raise ConfigurationError(str(exc)) from None
+        finally:
+            _READ_ENV.reset(token)
+
+
+def _explain(exc: ValidationError, *, env: bool) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if not field:
+        return f"invalid settings: {error['msg']}"
+    name = f"{ENV_PREFIX}{field.upper()}" if env else field
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {name}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name} is invalid: {message}"

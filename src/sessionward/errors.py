@@ -1,0 +1,146 @@
+"""The exceptions sessionward raises.
+
+Every exception derives from :class:`SessionwardError`; driver exceptions (redis-py, psycopg,
+sqlite3) never escape: they are wrapped in :class:`StorageError` with the original as
+``__cause__``. Expected outcomes of a *check* are values (a ``Decision``); *enforcing* calls
+raise. The web layer maps each class to an HTTP status in one table.
+
+    SessionwardError
+    ├── ConfigurationError          bad URL, option or setting
+    ├── InvalidArgument             a value passed to the API is not acceptable
+    ├── StorageError                the store failed
+    │   └── StorageUnavailable      the store cannot be reached (after retries)
+    ├── SessionError
+    │   ├── UnknownSession          no such session (never issued, or gone)
+    │   ├── SessionRevoked          revoked (logout, rotation of all, eviction)
+    │   ├── SessionExpired
+    │   │   ├── SessionIdleExpired       no activity within the idle timeout
+    │   │   └── SessionAbsoluteExpired   older than the absolute lifetime
+    │   └── SessionLimitExceeded    the user already holds the maximum number of sessions
+    ├── StateError
+    │   ├── InvalidStateName
+    │   ├── InvalidStateData        not plain JSON (NaN, lone surrogates, objects)
+    │   ├── StateTooLarge
+    │   └── WriteConflict           a compare-and-set lost to another writer
+    ├── InvalidToken
+    │   └── RefreshTokenReused
+    ├── AccountLocked
+    ├── RateLimited
+    ├── BudgetExceeded
+    └── CapacityExceeded
+"""
+
+from __future__ import annotations
+
+
+class SessionwardError(Exception):
+    """Root of every sessionward exception."""
+
+
+class ConfigurationError(SessionwardError):
+    """A URL, option or setting is wrong; the message says what is accepted."""
+
+
+class InvalidArgument(SessionwardError, ValueError):
+    """A value passed to the API is not acceptable; the message says what is."""
+
+
+class StorageError(SessionwardError):
+    """The store failed to carry out an operation."""
+
+
+class StorageUnavailable(StorageError):
+    """The store could not be reached, even after retrying."""
+
+
+class SessionError(SessionwardError):
+    """A session cannot be used."""
+
+
+class UnknownSession(SessionError):
+    """No session matches: never issued, rotated away, or already swept."""
+
+
+class SessionRevoked(SessionError):
+    """The session was revoked and can never validate again."""
+
+
+class SessionExpired(SessionError):
+    """The session has expired."""
+
+
+class SessionIdleExpired(SessionExpired):
+    """The session saw no activity within the idle timeout."""
+
+
+class SessionAbsoluteExpired(SessionExpired):
+    """The session outlived its absolute lifetime."""
+
+
+class SessionLimitExceeded(SessionError):
+    """The user already holds the maximum number of sessions and the policy refuses more."""
+
+
+class StateError(SessionwardError):
+    """A state document operation was refused."""
+
+
+class InvalidStateName(StateError, InvalidArgument):
+    """A state document name is not of the accepted form."""
+
+
+class InvalidStateData(StateError, InvalidArgument):
+    """A state document is not plain JSON."""
+
+
+class StateTooLarge(StateError):
+    """A state document is larger than the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"state document is {size} bytes; the limit is {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class WriteConflict(StateError):
+    """A compare-and-set write lost: the document's version is not the one expected."""
+
+    def __init__(self, expected: int | None, actual: int | None) -> None:
+        shown = "absent" if actual is None else f"at version {actual}"
+        super().__init__(f"expected version {expected}, but the document is {shown}")
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidToken(SessionwardError):
+    """A token is malformed, expired, revoked or was never issued."""
+
+
+class RefreshTokenReused(InvalidToken):
+    """A spent refresh token was presented again; its session has been revoked."""
+
+
+class _RetryAfter(SessionwardError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccountLocked(_RetryAfter):
+    """Too many failed logins: the account (or client) is locked for ``retry_after`` seconds."""
+
+
+class RateLimited(_RetryAfter):
+    """A rate limit refused the request; retry after ``retry_after`` seconds."""
+
+
+class CapacityExceeded(_RetryAfter):
+    """Admission control refused new work; retry after ``retry_after`` seconds."""
+
+
+class BudgetExceeded(SessionwardError):
+    """A charge would pass the budget; nothing was charged."""
+
+    def __init__(self, remaining: int) -> None:
+        super().__init__(f"the charge exceeds the remaining budget of {remaining}")
+        self.remaining = remaining

@@ -1,0 +1,73 @@
+"""The blocking API, for threaded apps and Streamlit.
+
+    ward = SyncWard("sqlite:///app.db")
+    new = ward.sessions.create("alice")
+    session = ward.sessions.validate(new.token)
+    ward.close()
+
+A SyncWard runs one event loop on a background thread (an anyio blocking portal) and sends
+every call there; its managers are generated from the async ones, so both behave the same.
+It is safe to share between threads. Never call it from inside a running event loop: use
+:func:`sessionward.open_ward` there.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from types import TracebackType
+
+from anyio.from_thread import start_blocking_portal
+
+from ._sync_api import SyncSessions, SyncStateManager, SyncWardMethods
+from .clock import Clock
+from .config import Settings
+from .stores.base import Store
+from .urls import StoreURL
+from .ward import open_ward
+
+
+class SyncWard(SyncWardMethods):
+    """A :class:`~sessionward.Ward` with blocking methods. Opens the store at once."""
+
+    def __init__(
+        self,
+        url: str | StoreURL | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        sweep: bool = True,
+    ) -> None:
+        self._stack = ExitStack()
+        try:
+            portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+            opening = open_ward(url, settings=settings, clock=clock, sweep=sweep)
+            ward = self._stack.enter_context(portal.wrap_async_context_manager(opening))
+        except BaseException:
+            self._stack.close()
+            raise
+        super().__init__(ward, portal)
+        self.settings = ward.settings
+        self.sessions = SyncSessions(ward.sessions, portal)
+        self.state = SyncStateManager(ward.state, portal)
+
+    @property
+    def store(self) -> Store:
+        return self._inner.store
+
+    def close(self) -> None:
+        """Close the store and stop the event loop thread."""
+        self._stack.close()
+
+    def __enter__(self) -> SyncWard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SyncWard({self._inner.store.url!r})"

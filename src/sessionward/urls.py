@@ -1,0 +1,279 @@
+"""Storage URLs: one string picks the backend and its options.
+
+    memory://?max_entries=100000
+    sqlite:///relative/path.db          sqlite:////absolute/path.db
+    redis://[user:password@]host[:port][/db]?key_prefix=app    rediss://...
+    redis+unix:///run/redis.sock?db=0
+    postgresql://user[:password]@host[:port]/dbname?schema=app  (postgres:// too)
+
+Options are type-checked per backend; an unknown option or a malformed URL raises
+:class:`~sessionward.errors.ConfigurationError` with a sentence that says what is accepted.
+Passwords never appear in ``repr()`` or ``str()``: use :meth:`StoreURL.redacted`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigurationError
+
+_PREFIX = r"^[A-Za-z0-9_.:-]{1,64}$"
+_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+
+Backend = Literal["memory", "sqlite", "redis", "postgresql"]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryOptions(_Options):
+    max_entries: Annotated[int, Field(ge=1)] = 100_000
+
+
+class SqliteOptions(_Options):
+    path: str
+    busy_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    readers: Annotated[int, Field(ge=1, le=16)] = 2
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class RedisOptions(_Options):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    db: Annotated[int, Field(ge=0)] = 0
+    username: str | None = None
+    password: SecretStr | None = None
+    unix_socket_path: str | None = None
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    key_prefix: Annotated[str, Field(pattern=_PREFIX)] = "sessionward"
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = 50
+    pool_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    socket_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    route_cache_size: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
+
+
+class PostgresOptions(_Options):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    dbname: str = "postgres"
+    user: str | None = None
+    password: SecretStr | None = None
+    schema_name: Annotated[str, Field(pattern=_IDENTIFIER, alias="schema")] = "public"
+    pool_min: Annotated[int, Field(ge=0, le=1000)] = 1
+    pool_max: Annotated[int, Field(ge=1, le=1000)] = 10
+    pool_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    connect_timeout: Annotated[int, Field(ge=1, le=600)] = 5
+    sslmode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = None
+    sslrootcert: str | None = None
+    application_name: str = "sessionward"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+StoreOptions = MemoryOptions | SqliteOptions | RedisOptions | PostgresOptions
+
+_SCHEMES: dict[str, Backend] = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+unix": "redis",
+    "unix": "redis",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+}
+_ACCEPTED = "memory://, sqlite:///path.db, redis://, rediss://, redis+unix://, postgresql://"
+
+
+@dataclass(frozen=True, repr=False)
+class StoreURL:
+    """A parsed storage URL. Its ``repr`` and ``str`` hide any password."""
+
+    backend: Backend
+    scheme: str
+    options: StoreOptions
+    _redacted: str
+
+    def redacted(self) -> str:
+        return self._redacted
+
+    def __repr__(self) -> str:
+        return f"StoreURL({self._redacted!r})"
+
+    def __str__(self) -> str:
+        return self._redacted
+
+
+def parse_store_url(url: str | StoreURL) -> StoreURL:
+    """Parse and validate a storage URL, or raise :class:`ConfigurationError`."""
+    if isinstance(url, StoreURL):
+        return url
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"{_describe(url)} is not a storage URL; use one of: {_ACCEPTED}"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    backend = _SCHEMES.get(scheme)
+    if backend is None:
+        raise ConfigurationError(
+            f"unknown storage URL scheme {scheme!r}; use one of: {_ACCEPTED}"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed {scheme}:// URL: {exc}") from None
+    if parts.fragment:
+        raise ConfigurationError(f"a {scheme}:// URL takes no #fragment")
+    query = _query(parts.query, scheme)
+    raw = _BUILDERS[backend](scheme, parts, port, query)
+    options = _validate(backend, scheme, raw)
+    return StoreURL(backend, scheme, options, _redact(url, parts))
+
+
+def _describe(url: object) -> str:
+    return repr(url) if isinstance(url, str) and len(url) < 80 else f"a {type(url).__name__}"
+
+
+def _query(query: str, scheme: str) -> dict[str, str]:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    names = [name for name, _ in pairs]
+    repeated = {name for name in names if names.count(name) > 1}
+    if repeated:
+        raise ConfigurationError(
+            f"option {sorted(repeated)[0]!r} is given twice in the {scheme}:// URL"
+        )
+    return dict(pairs)
+
+
+def _memory(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
+    if parts.netloc or parts.path not in ("", "/"):
+        raise ConfigurationError("a memory:// URL has no host or path: use memory://")
+    return dict(query)
+
+
+def _sqlite(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
+    if parts.netloc:
+        raise ConfigurationError(
+            "a sqlite URL has no host: use sqlite:///relative.db or sqlite:////absolute/path.db"
+        )
+    path = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if not path or path.endswith("/"):
+        raise ConfigurationError(
+            "a sqlite URL needs a file path: sqlite:///relative.db or sqlite:////absolute/path.db"
+        )
+    if path == ":memory:" or path.startswith("file:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared by the store's threads; "
+            "use memory:// for a store that lives in this process"
+        )
+    if "path" in query:
+        raise ConfigurationError("the sqlite file path goes in the URL's path, not ?path=")
+    return {"path": path, **query}
+
+
+def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
+    raw: dict[str, Any] = dict(query)
+    for reserved in ("host", "port", "username", "password", "unix_socket_path", "ssl"):
+        if reserved in raw:
+            raise ConfigurationError(
+                f"{reserved} belongs in the URL itself, not in ?{reserved}= of a {scheme}:// URL"
+            )
+    if parts.username:
+        raw["username"] = unquote(parts.username)
+    if parts.password:
+        raw["password"] = unquote(parts.password)
+    if scheme in ("redis+unix", "unix"):
+        if not parts.path:
+            raise ConfigurationError("a redis+unix URL needs a socket path: redis+unix:///path.sock")
+        raw["unix_socket_path"] = unquote(parts.path)
+        return raw
+    if parts.hostname:
+        raw["host"] = parts.hostname
+    if port is not None:
+        raw["port"] = port
+    db = parts.path.strip("/")
+    if db:
+        if "db" in raw:
+            raise ConfigurationError(f"the database is given twice in the {scheme}:// URL")
+        raw["db"] = db
+    raw["ssl"] = scheme == "rediss"
+    return raw
+
+
+def _postgres(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
+    raw: dict[str, Any] = dict(query)
+    for reserved in ("host", "port", "user", "password", "dbname"):
+        if reserved in raw:
+            raise ConfigurationError(
+                f"{reserved} belongs in the URL itself, not in ?{reserved}= of a {scheme}:// URL"
+            )
+    if parts.hostname:
+        raw["host"] = parts.hostname
+    if port is not None:
+        raw["port"] = port
+    if parts.username:
+        raw["user"] = unquote(parts.username)
+    if parts.password:
+        raw["password"] = unquote(parts.password)
+    dbname = unquote(parts.path.lstrip("/"))
+    if dbname:
+        raw["dbname"] = dbname
+    return raw
+
+
+_BUILDERS = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+    "postgresql": _postgres,
+}
+_MODELS: dict[Backend, type[_Options]] = {
+    "memory": MemoryOptions,
+    "sqlite": SqliteOptions,
+    "redis": RedisOptions,
+    "postgresql": PostgresOptions,
+}
+_HIDDEN = {"host", "port", "db", "username", "password", "unix_socket_path", "ssl", "path"}
+_HIDDEN |= {"user", "dbname"}
+
+
+def _validate(backend: Backend, scheme: str, raw: dict[str, Any]) -> StoreOptions:
+    model = _MODELS[backend]
+    try:
+        return model.model_validate(raw)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise ConfigurationError(_explain(model, scheme, exc)) from None
+
+
+def _explain(model: type[_Options], scheme: str, exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "extra_forbidden":
+        return f"unknown option {name!r} for a {scheme}:// URL; accepted: {accepted_options(model)}"
+    value = error.get("input")
+    shown = "***" if name == "password" else repr(value)
+    return f"option {name}={shown} in the {scheme}:// URL is invalid: {error['msg'].lower()}"
+
+
+def accepted_options(model: type[_Options]) -> str:
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return ", ".join(sorted(name for name in names if name not in _HIDDEN))
+
+
+def _redact(url: str, parts: Any) -> str:
+    if parts.password is None:
+        return url
+    user = quote(unquote(parts.username or ""), safe="")
+    host = parts.netloc.rsplit("@", 1)[1]
+    return url.replace(parts.netloc, f"{user}:***@{host}", 1)

@@ -1,0 +1,48 @@
+"""Checks on values that cross into the store: ids, free text, JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import InvalidArgument
+
+_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value) or not _utf8(value):
+        raise InvalidArgument(f"{what} must be 1 to 255 printable characters")
+    return value
+
+
+def check_text(value: str | None, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _utf8(value):
+        raise InvalidArgument(f"{what} must be a valid string")
+    return value[:limit]
+
+
+def encode_json(
+    value: Any, what: str, limit: int | None = None, error: type[InvalidArgument] = InvalidArgument
+) -> str:
+    """Compact JSON, refusing NaN/Infinity, lone surrogates and anything JSON cannot hold."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise error(f"{what} must be plain JSON: {exc}") from None
+    if not _utf8(text):
+        raise error(f"{what} holds a lone surrogate, which is not valid Unicode")
+    if limit is not None and len(text.encode()) > limit:
+        raise InvalidArgument(f"{what} is larger than {limit} bytes")
+    return text
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
