@@ -93,7 +93,7 @@ async def open_ward(
     await store.open()
     try:
         ward = Ward(store, settings)
-        async with anyio.create_task_group() as tasks:
+        async with _collapse_single_errors(), anyio.create_task_group() as tasks:
             if sweep:
                 tasks.start_soon(ward.run_sweeper)
             yield ward
@@ -101,3 +101,14 @@ async def open_ward(
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+
+
+@asynccontextmanager
+async def _collapse_single_errors() -> AsyncIterator[None]:
+    # The app's code runs inside our task group; its exception should reach it unwrapped.
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None

@@ -165,6 +165,9 @@ class SessionStore(Protocol):
 
 
 class StateStore(Protocol):
+    """Documents per scope. A session scope whose session is not live reads as empty
+    (``None``, ``[]``) even before a sweep deletes it, and refuses writes."""
+
     async def get_state(self, scope: StateScope, name: str) -> StateRow | None: ...
 
     async def put_state(

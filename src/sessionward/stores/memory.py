@@ -148,9 +148,6 @@ class MemoryStore:
 
     def _live_of(self, user_id: str, now: float) -> list[SessionRow]:
         rows = [self._sessions[sid] for sid in self._by_user.get(user_id, {})]
-        for row in rows:
-            if now >= row.idle_expires_at:
-                self._drop_session(row.session_id)
         return sorted((r for r in rows if r.is_live(now)), key=lambda r: r.created_at)
 
     def _revoke(self, row: SessionRow, now: float) -> None:
@@ -242,6 +239,8 @@ class MemoryStore:
     async def get_state(self, scope: StateScope, name: str) -> StateRow | None:
         def op(now: float) -> StateRow | None:
             key = _scope_key(scope)
+            if not self._owner_live(scope, now):
+                return None
             found = self._state.get(key, {}).get(name)
             if found is not None:
                 self._use((*key, name))
@@ -285,7 +284,12 @@ class MemoryStore:
         return self._locked(op)
 
     async def list_state(self, scope: StateScope) -> list[str]:
-        return self._locked(lambda now: sorted(self._state.get(_scope_key(scope), {})))
+        def op(now: float) -> list[str]:
+            if not self._owner_live(scope, now):
+                return []
+            return sorted(self._state.get(_scope_key(scope), {}))
+
+        return self._locked(op)
 
 
 def _touched(row: SessionRow, now: float) -> SessionRow:

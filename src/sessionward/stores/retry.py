@@ -16,7 +16,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from ..errors import SessionwardError, StorageError, StorageUnavailable
@@ -42,20 +42,28 @@ class Retrier:
 
     async def __call__(self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
         try:
-            if not idempotent:
-                return await op()
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._attempts) | stop_after_delay(self._max_delay),
-                wait=wait_exponential_jitter(initial=0.05, max=1.0),
-                retry=retry_if_exception(self._is_transient),
-                reraise=True,
-            ):
-                with attempt:
-                    return await op()
+            return await op()  # the common case pays for no retry machinery
+        except SessionwardError:
+            raise
+        except Exception as exc:
+            if not (idempotent and self._is_transient(exc)):
+                raise self.wrap(exc) from exc
+        try:
+            return await self._retry(op)
         except SessionwardError:
             raise
         except Exception as exc:
             raise self.wrap(exc) from exc
+
+    async def _retry(self, op: Callable[[], Awaitable[T]]) -> T:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._attempts - 1) | stop_after_delay(self._max_delay),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            retry=retry_if_exception(self._is_transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await op()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def wrap(self, exc: BaseException) -> StorageError:

@@ -1,0 +1,65 @@
+"""The SQLite schema and its forward migrations.
+
+``migrate`` runs inside ``BEGIN IMMEDIATE``, so several processes opening one file at once
+apply each migration exactly once. Append migrations; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE sw_sessions (
+            session_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            idle_timeout REAL NOT NULL,
+            idle_expires_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL,
+            ip TEXT,
+            user_agent TEXT,
+            metadata TEXT NOT NULL,
+            generation INTEGER NOT NULL
+        )""",
+        "CREATE INDEX sw_sessions_user ON sw_sessions (user_id, created_at)",
+        "CREATE INDEX sw_sessions_idle_expiry ON sw_sessions (idle_expires_at)",
+        """CREATE TABLE sw_state (
+            kind TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            owner_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            data TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (kind, user_id, owner_id, name)
+        ) WITHOUT ROWID""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to the current schema; return the version it was at."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS sw_schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM sw_schema_version").fetchone()
+        found = int(row[0] or 0)
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database is at schema version {found}, newer than this sessionward "
+                f"({SCHEMA_VERSION}); upgrade sessionward"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO sw_schema_version (version) VALUES (?)", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

@@ -1,0 +1,28 @@
+"""Test support: :class:`FakeClock`, and the backend conformance suite.
+
+Every backend must pass the same suite. To run it against a store of your own, subclass the
+classes and provide a ``store_url`` fixture (and ``anyio_backend`` returning ``"asyncio"``):
+
+    from sessionward.testing import SessionConformance, StateConformance
+
+    class TestMyStore(SessionConformance, StateConformance):
+        @pytest.fixture
+        def store_url(self, tmp_path):
+            return f"sqlite:///{tmp_path}/t.db"
+
+Needs pytest and anyio's pytest plugin (installed with anyio).
+"""
+
+from __future__ import annotations
+
+from ..clock import FakeClock
+from .conformance import SessionConformance, StateConformance
+from .races import ProcessRaceConformance, RaceConformance
+
+__all__ = [
+    "FakeClock",
+    "ProcessRaceConformance",
+    "RaceConformance",
+    "SessionConformance",
+    "StateConformance",
+]

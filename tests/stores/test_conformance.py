@@ -1,0 +1,31 @@
+"""The backend conformance suite, on every backend against real servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionward.testing import (
+    ProcessRaceConformance,
+    RaceConformance,
+    SessionConformance,
+    StateConformance,
+)
+from tests.conftest import SHARED_BACKENDS
+
+
+class TestSessions(SessionConformance):
+    pass
+
+
+class TestState(StateConformance):
+    pass
+
+
+class TestRaces(RaceConformance):
+    pass
+
+
+class TestProcessRaces(ProcessRaceConformance):
+    @pytest.fixture(params=SHARED_BACKENDS)
+    def backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
