@@ -73,7 +73,10 @@ def tidy(text: str) -> str:
     """Sort imports and format with the project's ruff settings, so the file is check-clean."""
     ruff = [sys.executable, "-m", "ruff"]
     name = ["--stdin-filename", str(OUTPUT)]
-    for step in (["check", "--select", "I", "--fix", "--quiet", *name, "-"], ["format", *name, "-"]):
+    for step in (
+        ["check", "--select", "I", "--fix", "--quiet", *name, "-"],
+        ["format", *name, "-"],
+    ):
         done = subprocess.run([*ruff, *step], input=text, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"ruff {step[0]} failed: {done.stderr}")
@@ -169,9 +172,13 @@ def resolve(module: ModuleType, name: str, imports: dict[str, set[str]]) -> None
 
 def defining_module(name: str, obj: object) -> str | None:
     origin = getattr(obj, "__module__", None)
-    if isinstance(origin, str) and vars(sys.modules.get(origin, builtins)).get(name) is obj:
-        if not origin.startswith("sessionward") or defines(origin, name):
-            return origin
+    same = isinstance(origin, str) and vars(sys.modules.get(origin, builtins)).get(name) is obj
+    if (
+        same
+        and isinstance(origin, str)
+        and (not origin.startswith("sessionward") or defines(origin, name))
+    ):
+        return origin
     for candidate in sorted(m for m in sys.modules if m.startswith("sessionward")):
         if vars(sys.modules[candidate]).get(name) is obj and defines(candidate, name):
             return candidate

@@ -32,7 +32,9 @@ _used_schemas: list[str] = []
 def _answers(url: str, default_port: int) -> str | None:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return None
     except OSError as exc:
         return f"{parts.scheme} server at {parts.hostname}:{parts.port} does not answer: {exc}"

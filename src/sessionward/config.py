@@ -24,7 +24,6 @@ from .errors import ConfigurationError
 from .urls import StoreURL, parse_store_url
 
 
-
 def _store_url(value: object) -> StoreURL:
     try:
         return parse_store_url(value)  # type: ignore[arg-type]
@@ -86,9 +85,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _idle_within_absolute(self) -> Self:
         if self.session_idle_timeout > self.session_absolute_timeout:
-            raise ValueError(
-                "session_idle_timeout must not exceed session_absolute_timeout"
-            )
+            raise ValueError("session_idle_timeout must not exceed session_absolute_timeout")
         return self
 
     @classmethod

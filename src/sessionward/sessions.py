@@ -132,9 +132,7 @@ class Sessions:
             evict_oldest=s.session_limit_action == "evict_oldest",
         )
         if created.row is None:
-            raise SessionLimitExceeded(
-                f"user already has {s.sessions_per_user} active sessions"
-            )
+            raise SessionLimitExceeded(f"user already has {s.sessions_per_user} active sessions")
         return NewSession(Session.from_row(created.row), token, created.evicted)
 
     async def validate(self, token: str) -> Session:
@@ -144,7 +142,9 @@ class Sessions:
 
     async def get(self, user_id: str, session_id: str) -> Session:
         """Like :meth:`validate`, by public id; the session must belong to ``user_id``."""
-        return await self._find(ById(check_id(user_id, "user_id"), check_id(session_id, "session_id")))
+        return await self._find(
+            ById(check_id(user_id, "user_id"), check_id(session_id, "session_id"))
+        )
 
     async def rotate(self, token: str) -> NewSession:
         """Give the session a new secret token; the old one stops working at once."""

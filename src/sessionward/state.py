@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .config import Settings
-from .errors import InvalidArgument, InvalidStateData, InvalidStateName, StateTooLarge, WriteConflict
+from .errors import (
+    InvalidArgument,
+    InvalidStateData,
+    InvalidStateName,
+    StateTooLarge,
+    WriteConflict,
+)
 from .sessions import judge
 from .stores.base import ById, SessionStore, StateScope, StateStore, StateWrite
 from .validation import encode_json

@@ -71,9 +71,9 @@ class PostgresOptions(_Options):
     pool_max: Annotated[int, Field(ge=1, le=1000)] = 10
     pool_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     connect_timeout: Annotated[int, Field(ge=1, le=600)] = 5
-    sslmode: (
-        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
-    ) = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        None
+    )
     sslrootcert: str | None = None
     application_name: str = "sessionward"
 
@@ -119,15 +119,11 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
     if isinstance(url, StoreURL):
         return url
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"{_describe(url)} is not a storage URL; use one of: {_ACCEPTED}"
-        )
+        raise ConfigurationError(f"{_describe(url)} is not a storage URL; use one of: {_ACCEPTED}")
     scheme = url.split("://", 1)[0].lower()
     backend = _SCHEMES.get(scheme)
     if backend is None:
-        raise ConfigurationError(
-            f"unknown storage URL scheme {scheme!r}; use one of: {_ACCEPTED}"
-        )
+        raise ConfigurationError(f"unknown storage URL scheme {scheme!r}; use one of: {_ACCEPTED}")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -195,7 +191,9 @@ def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> 
         raw["password"] = unquote(parts.password)
     if scheme in ("redis+unix", "unix"):
         if not parts.path:
-            raise ConfigurationError("a redis+unix URL needs a socket path: redis+unix:///path.sock")
+            raise ConfigurationError(
+                "a redis+unix URL needs a socket path: redis+unix:///path.sock"
+            )
         raw["unix_socket_path"] = unquote(parts.path)
         return raw
     if parts.hostname:

@@ -238,7 +238,5 @@ def stamp_new_session(new: NewSessionRow, now: float) -> SessionRow:
 def touch_due(row: SessionRow, now: float, touch_interval: float | None) -> bool:
     """Whether a read should move ``last_seen_at`` (live, and the interval has passed)."""
     return (
-        touch_interval is not None
-        and row.is_live(now)
-        and now - row.last_seen_at >= touch_interval
+        touch_interval is not None and row.is_live(now) and now - row.last_seen_at >= touch_interval
     )

@@ -172,9 +172,7 @@ class SessionConformance(WardFixtures):
         assert await ward.sessions.revoke_all("alice") == 1
         assert await ward.sessions.list_active("alice") == []
 
-    async def test_list_active_is_own_live_oldest_first(
-        self, ward: Ward, clock: FakeClock
-    ) -> None:
+    async def test_list_active_is_own_live_oldest_first(self, ward: Ward, clock: FakeClock) -> None:
         first, second, third = [await self._create(ward, clock, "alice") for _ in range(3)]
         await ward.sessions.create("bob")
         await ward.sessions.revoke("alice", second.session.session_id)
@@ -307,7 +305,9 @@ class StateConformance(WardFixtures):
         a1 = (await ward.sessions.create("alice")).session
         a2 = (await ward.sessions.create("alice")).session
         b = (await ward.sessions.create("bob")).session
-        for n, scope in enumerate([a1.scope(), a1.scope("session"), a2.scope("session"), b.scope()]):
+        for n, scope in enumerate(
+            [a1.scope(), a1.scope("session"), a2.scope("session"), b.scope()]
+        ):
             await ward.state.put(scope, "doc", n)
         assert await self._data(ward, a2.scope(), "doc") == 0  # the user's, shared
         assert await self._data(ward, a1.scope("session"), "doc") == 1

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from ..clock import FakeClock
@@ -41,7 +43,7 @@ async def read_modify_write(ward: Ward, scope: StateScope, writer: int, retry: b
             return "ok"
 
 
-async def race(contenders: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+async def race(contenders: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
     """Start every contender at the same moment; return their results (or exceptions)."""
     start = anyio.Event()
     results: list[Any] = [None] * len(contenders)
@@ -56,7 +58,7 @@ async def race(contenders: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
     async with anyio.create_task_group() as tasks:
         for i in range(len(contenders)):
             tasks.start_soon(run, i)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         start.set()
     return results
 
@@ -74,9 +76,7 @@ class RaceConformance(WardFixtures):
     async def test_lost_update_tasks(self, ward: Ward, retry: bool) -> None:
         scope = (await ward.sessions.create("racer")).session.scope()
         await ward.state.put(scope, "doc", [])
-        contenders = [
-            lambda i=i: read_modify_write(ward, scope, i, retry) for i in range(WRITERS)
-        ]
+        contenders = [lambda i=i: read_modify_write(ward, scope, i, retry) for i in range(WRITERS)]
         outcomes = await race(contenders)
         doc = await ward.state.get(scope, "doc")
         assert doc is not None
@@ -92,9 +92,9 @@ class RaceConformance(WardFixtures):
             clock.advance(TOUCH)  # so the racing validate writes its touch
             sid = new.session.session_id
             await race([
-                lambda: ward.sessions.revoke("racer", sid),
-                lambda: ward.sessions.validate(new.token),
-                lambda: ward.state.put(scope, "doc", 1),
+                partial(ward.sessions.revoke, "racer", sid),
+                partial(ward.sessions.validate, new.token),
+                partial(ward.state.put, scope, "doc", 1),
             ])  # fmt: skip
             with pytest.raises(SessionRevoked):
                 await ward.sessions.validate(new.token)
@@ -203,9 +203,9 @@ class ProcessRaceConformance:
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-async def run_in_processes(
-    children: list[tuple[Callable[..., Any], tuple[Any, ...]]], timeout: float = 180
-) -> list[Any]:
+async def run_in_processes(children: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """Run each ``(fn, args)`` in its own spawned process; return their results in order."""
+    timeout = 180
     barrier = _SPAWN.Barrier(len(children))
     results = _SPAWN.Queue()
     procs = [
@@ -240,8 +240,7 @@ async def _lost_update_child(
     async with open_ward(url, sweep=False) as ward:
         scope = StateScope("user", user_id)
         await anyio.to_thread.run_sync(barrier.wait)
-        contenders = [lambda w=w: read_modify_write(ward, scope, w, retry) for w in writers]
-        outcomes = await race(contenders)
+        outcomes = await race([partial(read_modify_write, ward, scope, w, retry) for w in writers])
     errors = [o for o in outcomes if isinstance(o, Exception)]
     if errors:
         raise errors[0]
@@ -265,8 +264,8 @@ async def _toucher_child(url: str, sessions: list[tuple[str, str]], barrier: Any
             scope = StateScope("session", "racer", session_id)
             await anyio.to_thread.run_sync(barrier.wait)
             outcomes = await race([
-                lambda: ward.sessions.validate(token),
-                lambda: ward.state.put(scope, "doc", 1),
+                partial(ward.sessions.validate, token),
+                partial(ward.state.put, scope, "doc", 1),
             ])  # fmt: skip
             unexpected = [o for o in outcomes if isinstance(o, Exception)
                           and not isinstance(o, SessionRevoked | UnknownSession)]  # fmt: skip
