@@ -105,11 +105,12 @@ class MemoryStore:
         if entry[0] == "s":
             self._drop_session(entry[1])
         else:
-            docs = self._state.get((entry[1], entry[2], entry[3]))
+            key, name = (entry[0], entry[1], entry[2]), entry[3]
+            docs = self._state.get(key)
             if docs is not None:
-                docs.pop(entry[4], None)
+                docs.pop(name, None)
                 if not docs:
-                    del self._state[(entry[1], entry[2], entry[3])]
+                    del self._state[key]
 
     def _drop_session(self, session_id: str) -> None:
         row = self._sessions.pop(session_id, None)

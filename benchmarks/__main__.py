@@ -1,0 +1,79 @@
+"""Run the benchmarks and write docs/benchmarks.md.
+
+python -m benchmarks [--quick] [--backends memory,sqlite,redis,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import anyio
+
+from . import report
+from .machine import describe, pinned
+from .measure import Result
+from .sessions import bench_sessions, raw_postgres, raw_redis, raw_sqlite
+
+REDIS_URL = os.environ.get("SESSIONWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "SESSIONWARD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+async def run(backends: list[str], per_task: int) -> dict[str, list[Result]]:
+    results: dict[str, list[Result]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = {
+            "memory": "memory://?max_entries=1000000",
+            "sqlite": f"sqlite:///{tmp}/bench.db",
+            "redis": f"{REDIS_URL}?key_prefix=swbench",
+            "postgresql": f"{POSTGRES_URL}?schema=swbench&pool_max=10",
+        }
+        for backend in backends:
+            print(f"sessions on {backend} ...", flush=True)
+            raw: list[Result] = []
+            if backend == "sqlite":
+                raw = raw_sqlite(ops=per_task)
+            elif backend == "redis":
+                raw = await raw_redis(REDIS_URL, per_task=per_task)
+            elif backend == "postgresql":
+                raw = await raw_postgres(POSTGRES_URL, per_task=per_task)
+            results[backend] = raw + await bench_sessions(urls[backend], per_task=per_task)
+        await _clean(backends)
+    return results
+
+
+async def _clean(backends: list[str]) -> None:
+    if "redis" in backends:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        async for key in client.scan_iter(match="swbench:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+    if "postgresql" in backends:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+            await conn.execute("DROP SCHEMA IF EXISTS swbench CASCADE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer operations (a smoke run)")
+    parser.add_argument("--backends", default="memory,sqlite,redis,postgresql")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+    per_task = 500 if args.quick else 5000
+    with pinned() as pinning:
+        results = anyio.run(run, args.backends.split(","), per_task)
+    text = report.render(describe(), pinning, results)
+    args.output.write_text(text)
+    print(text)
+
+
+main()

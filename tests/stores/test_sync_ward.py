@@ -1,0 +1,54 @@
+"""The blocking API: same behaviour as the async one, from threads, on every backend."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sessionward import FakeClock, SessionRevoked, SyncWard, WriteConflict
+from sessionward._sync_api import SyncSessions, SyncStateManager, SyncWardMethods
+from sessionward.sessions import Sessions
+from sessionward.state import StateManager
+from sessionward.ward import Ward
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sync_ward_round_trip(store_url: str) -> None:
+    clock = FakeClock()
+    with SyncWard(store_url, clock=clock, sweep=False) as ward:
+        assert ward.ping() >= 0
+        new = ward.sessions.create("alice", ip="203.0.113.9")
+        session = ward.sessions.validate(new.token)
+        assert session.session_id == new.session.session_id
+        assert ward.state.put(session.scope(), "doc", {"a": 1}) == 1
+        with pytest.raises(WriteConflict):
+            ward.state.put(session.scope(), "doc", {"a": 2}, expected_version=0)
+        assert ward.sessions.revoke("alice", session.session_id)
+        with pytest.raises(SessionRevoked):
+            ward.sessions.validate(new.token)
+        assert ward.cleanup().sessions >= 0
+        assert "SyncWard(StoreURL(" in repr(ward)
+
+
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls"),
+    [(SyncSessions, Sessions), (SyncStateManager, StateManager), (SyncWardMethods, Ward)],
+)
+def test_sync_twins_have_the_async_signatures(sync_cls: type, async_cls: type) -> None:
+    for name, fn in vars(async_cls).items():
+        if name.startswith("_") or name == "run_sweeper" or not inspect.isfunction(fn):
+            continue
+        twin = getattr(sync_cls, name)
+        assert inspect.signature(twin) == inspect.signature(fn), name
+
+
+def test_generated_file_is_fresh() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/gen_sync.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
