@@ -9,6 +9,7 @@ from typing import Any
 from .errors import InvalidArgument
 
 _ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def check_id(value: str, what: str) -> str:
@@ -20,8 +21,8 @@ def check_id(value: str, what: str) -> str:
 def check_text(value: str | None, what: str, limit: int) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _utf8(value):
-        raise InvalidArgument(f"{what} must be a valid string")
+    if not isinstance(value, str) or not _utf8(value) or _CONTROL.search(value):
+        raise InvalidArgument(f"{what} must be a string without control characters")
     return value[:limit]
 
 

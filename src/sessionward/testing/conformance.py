@@ -241,6 +241,10 @@ class SessionConformance(WardFixtures):
             await ward.sessions.create("a\nb")
         with pytest.raises(InvalidArgument):
             await ward.sessions.create("alice", metadata={"x": float("nan")})
+        with pytest.raises(InvalidArgument):
+            await ward.sessions.create("alice", user_agent="a\x00b")
+        with pytest.raises(InvalidArgument):
+            await ward.sessions.create("alice", ip="\ud800")
 
     async def test_user_ids_are_opaque(self, ward: Ward) -> None:
         odd = ["{u:bob}", "bob}:s:", "ünï cödé", "a:b:c", "x" * 255]

@@ -1,0 +1,203 @@
+"""The PostgreSQL store's statements, composed once per schema with qualified identifiers.
+
+Parameters are named. ``%(now)s`` is the injected clock's time, or NULL to use the
+server's (``clock_timestamp()``, read once per statement through a materialized CTE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from psycopg import sql
+
+from .base import ByToken, SessionKey, StateScope
+
+Params = dict[str, Any]
+
+SESSION_COLUMNS = (
+    "session_id",
+    "user_id",
+    "token_hash",
+    "created_at",
+    "last_seen_at",
+    "idle_timeout",
+    "idle_expires_at",
+    "expires_at",
+    "revoked_at",
+    "ip",
+    "user_agent",
+    "metadata",
+    "generation",
+)
+
+_CLOCK = (
+    "WITH clock AS MATERIALIZED ("
+    "SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now)"
+)
+_BY_HASH = "s.token_hash = %(token_hash)s"
+_BY_ID = "s.session_id = %(session_id)s AND s.user_id = %(user_id)s"
+_STATE_KEY = (
+    "kind = %(kind)s AND user_id = %(user_id)s AND owner_id = %(owner_id)s AND name = %(name)s"
+)
+# A session scope whose session is not live reads as empty, even before a sweep.
+_OWNER_LIVE = """ AND (%(kind)s = 'user' OR EXISTS (
+    SELECT 1 FROM {sessions} AS s, clock
+    WHERE s.session_id = %(owner_id)s AND s.user_id = %(user_id)s
+      AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at))"""
+
+# The row the update returned if it applied, else the row as the statement found it.
+_PICK = """, found AS (
+    SELECT * FROM changed
+    UNION ALL
+    SELECT {s_cols} FROM {sessions} AS s WHERE {key} AND NOT EXISTS (SELECT 1 FROM changed)
+)
+SELECT clock.now, found.* FROM clock LEFT JOIN found ON true"""
+
+_FIND = (
+    _CLOCK
+    + """, changed AS (
+    UPDATE {sessions} AS s
+    SET last_seen_at = clock.now,
+        idle_expires_at = LEAST(clock.now + s.idle_timeout, s.expires_at)
+    FROM clock
+    WHERE {key} AND %(touch)s::float8 IS NOT NULL
+      AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
+      AND clock.now - s.last_seen_at >= %(touch)s::float8
+    RETURNING {s_cols}
+)"""
+    + _PICK
+)
+
+_ROTATE = (
+    _CLOCK
+    + """, changed AS (
+    UPDATE {sessions} AS s
+    SET token_hash = %(new_token_hash)s, generation = s.generation + 1,
+        last_seen_at = clock.now,
+        idle_expires_at = LEAST(clock.now + s.idle_timeout, s.expires_at)
+    FROM clock
+    WHERE {key} AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
+    RETURNING {s_cols}
+)"""
+    + _PICK
+)
+
+_TEMPLATES = {
+    "find_by_token": _FIND.replace("{key}", _BY_HASH),
+    "find_by_id": _FIND.replace("{key}", _BY_ID),
+    "rotate_by_token": _ROTATE.replace("{key}", _BY_HASH),
+    "rotate_by_id": _ROTATE.replace("{key}", _BY_ID),
+    # Waits for the user's lock, then reads the clock, so times never run backwards
+    # between two transactions that hold it one after the other.
+    "lock": """WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%(lock)s::int8))
+SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) FROM held""",
+    "get_session": "SELECT {cols} FROM {sessions} WHERE session_id = %(session_id)s",
+    "insert_session": "INSERT INTO {sessions} ({cols}) VALUES ({values}) RETURNING {cols}",
+    "live_of_user": _CLOCK
+    + """
+SELECT clock.now, {s_cols} FROM clock LEFT JOIN {sessions} AS s
+  ON s.user_id = %(user_id)s AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
+ORDER BY s.created_at, s.seq""",
+    "revoke_ids": """UPDATE {sessions} SET revoked_at = %(now)s::float8
+WHERE session_id = ANY(%(session_ids)s::text[])
+  AND revoked_at IS NULL AND %(now)s::float8 < idle_expires_at
+RETURNING session_id, user_id""",
+    "revoke_one": _CLOCK
+    + """
+UPDATE {sessions} AS s SET revoked_at = clock.now FROM clock
+WHERE """
+    + _BY_ID
+    + """ AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
+RETURNING s.session_id, s.user_id""",
+    "sweep": _CLOCK
+    + """, doomed AS (
+    SELECT s.session_id FROM {sessions} AS s
+    WHERE s.idle_expires_at <= (SELECT now FROM clock)
+    LIMIT %(limit)s
+    FOR UPDATE OF s SKIP LOCKED
+)
+DELETE FROM {sessions} AS s USING doomed WHERE s.session_id = doomed.session_id
+RETURNING s.session_id, s.user_id""",
+    "drop_session_state": """DELETE FROM {state} AS t
+USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
+WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id""",
+    # FOR SHARE: a concurrent revoke (an UPDATE of the row) waits for this transaction, so
+    # either it sees our write and deletes it, or we see it revoked and write nothing.
+    "owner_live": _CLOCK
+    + """
+SELECT s.user_id = %(user_id)s AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
+FROM {sessions} AS s, clock WHERE s.session_id = %(owner_id)s FOR SHARE OF s""",
+    "lock_state": "SELECT version FROM {state} WHERE " + _STATE_KEY + " FOR UPDATE",
+    # On conflict, lock the rival's row without changing it, so that a re-read is exact.
+    "create_state": """INSERT INTO {state} AS t (kind, user_id, owner_id, name, data, version)
+VALUES (%(kind)s, %(user_id)s, %(owner_id)s, %(name)s, %(data)s, 1)
+ON CONFLICT (kind, user_id, owner_id, name) DO UPDATE SET version = t.version WHERE false
+RETURNING t.version""",
+    "update_state": "UPDATE {state} SET data = %(data)s, version = version + 1 WHERE "
+    + _STATE_KEY
+    + " RETURNING version",
+    "delete_state": "DELETE FROM {state} WHERE " + _STATE_KEY,
+    "get_state": _CLOCK + " SELECT data, version FROM {state} WHERE " + _STATE_KEY + _OWNER_LIVE,
+    # "C" orders by code point, as Python's sorted() does.
+    "state_names": _CLOCK + " SELECT name FROM {state} "
+    "WHERE kind = %(kind)s AND user_id = %(user_id)s AND owner_id = %(owner_id)s"
+    + _OWNER_LIVE
+    + ' ORDER BY name COLLATE "C"',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    find_by_token: sql.Composed
+    find_by_id: sql.Composed
+    rotate_by_token: sql.Composed
+    rotate_by_id: sql.Composed
+    lock: sql.Composed
+    get_session: sql.Composed
+    insert_session: sql.Composed
+    live_of_user: sql.Composed
+    revoke_ids: sql.Composed
+    revoke_one: sql.Composed
+    sweep: sql.Composed
+    drop_session_state: sql.Composed
+    owner_live: sql.Composed
+    lock_state: sql.Composed
+    create_state: sql.Composed
+    update_state: sql.Composed
+    delete_state: sql.Composed
+    get_state: sql.Composed
+    state_names: sql.Composed
+
+    def find(self, key: SessionKey) -> sql.Composed:
+        return self.find_by_token if isinstance(key, ByToken) else self.find_by_id
+
+    def rotate(self, key: SessionKey) -> sql.Composed:
+        return self.rotate_by_token if isinstance(key, ByToken) else self.rotate_by_id
+
+
+def compose(schema: str) -> Statements:
+    names = {
+        "sessions": sql.Identifier(schema, "sw_sessions"),
+        "state": sql.Identifier(schema, "sw_state"),
+        "cols": sql.SQL(", ").join(map(sql.Identifier, SESSION_COLUMNS)),
+        "s_cols": sql.SQL(", ").join(sql.Identifier("s", c) for c in SESSION_COLUMNS),
+        "values": sql.SQL(", ").join(map(sql.Placeholder, SESSION_COLUMNS)),
+    }
+    composed = {f.name: sql.SQL(_TEMPLATES[f.name]).format(**names) for f in fields(Statements)}
+    return Statements(**composed)
+
+
+def key_params(key: SessionKey) -> Params:
+    if isinstance(key, ByToken):
+        return {"token_hash": key.token_hash}
+    return {"session_id": key.session_id, "user_id": key.user_id}
+
+
+def state_params(scope: StateScope, name: str) -> Params:
+    return {
+        "kind": scope.kind,
+        "user_id": scope.user_id,
+        "owner_id": scope.session_id or "",
+        "name": name,
+    }
