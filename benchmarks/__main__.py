@@ -15,7 +15,7 @@ import anyio
 from . import report
 from .machine import describe, pinned
 from .measure import Result
-from .sessions import bench_sessions, raw_postgres, raw_redis, raw_sqlite
+from .sessions import bench_sessions, raw_sqlite
 
 REDIS_URL = os.environ.get("SESSIONWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -31,17 +31,11 @@ async def run(backends: list[str], per_task: int) -> dict[str, list[Result]]:
             "memory": "memory://?max_entries=1000000",
             "sqlite": f"sqlite:///{tmp}/bench.db",
             "redis": f"{REDIS_URL}?key_prefix=swbench",
-            "postgresql": f"{POSTGRES_URL}?schema=swbench&pool_max=10",
+            "postgresql": f"{POSTGRES_URL}?schema=swbench&pool_min=10&pool_max=10",
         }
         for backend in backends:
             print(f"sessions on {backend} ...", flush=True)
-            raw: list[Result] = []
-            if backend == "sqlite":
-                raw = raw_sqlite(ops=per_task)
-            elif backend == "redis":
-                raw = await raw_redis(REDIS_URL, per_task=per_task)
-            elif backend == "postgresql":
-                raw = await raw_postgres(POSTGRES_URL, per_task=per_task)
+            raw = raw_sqlite(Path(tmp), ops=per_task) if backend == "sqlite" else []
             results[backend] = raw + await bench_sessions(urls[backend], per_task=per_task)
         await _clean(backends)
     return results

@@ -80,6 +80,8 @@ class StateManager:
         )
         if written.applied:
             return True
+        if not written.owner_live:
+            await self._raise_unless_applied(scope, written, expected_version)
         if written.version is None and expected_version is None:
             return False
         raise WriteConflict(expected_version, written.version)

@@ -166,7 +166,8 @@ class SessionStore(Protocol):
 
 class StateStore(Protocol):
     """Documents per scope. A session scope whose session is not live reads as empty
-    (``None``, ``[]``) even before a sweep deletes it, and refuses writes."""
+    (``None``, ``[]``) even before a sweep deletes it, and refuses writes and deletes
+    (``owner_live=False``)."""
 
     async def get_state(self, scope: StateScope, name: str) -> StateRow | None: ...
 

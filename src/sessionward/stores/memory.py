@@ -274,6 +274,8 @@ class MemoryStore:
             key = _scope_key(scope)
             docs = self._state.get(key, {})
             current = docs.get(name)
+            if not self._owner_live(scope, now):
+                return StateWrite(False, current.version if current else None, owner_live=False)
             if current is None or not version_matches(current.version, expected_version):
                 return StateWrite(False, current.version if current else None)
             del docs[name]

@@ -361,10 +361,13 @@ class PostgresStore:
     async def delete_state(
         self, scope: StateScope, name: str, *, expected_version: int | None
     ) -> StateWrite:
-        params = state_params(scope, name)
+        params = {**state_params(scope, name), "now": self._now()}
 
         async def work(conn: Conn) -> StateWrite:
+            live = await self._owner_live(conn, scope, params)
             current = await self._locked_version(conn, params)
+            if not live:
+                return StateWrite(False, current, owner_live=False)
             if current is None or not version_matches(current, expected_version):
                 return StateWrite(False, current)
             await conn.execute(self._sql.delete_state, params)

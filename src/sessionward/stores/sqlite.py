@@ -303,6 +303,8 @@ class SqliteStore:
     ) -> StateWrite:
         def job(conn: Conn) -> StateWrite:
             current = _state_version(conn, scope, name)
+            if not _owner_live(conn, scope, self._clock.now()):
+                return StateWrite(False, current, owner_live=False)
             if current is None or not version_matches(current, expected_version):
                 return StateWrite(False, current)
             conn.execute(f"DELETE FROM sw_state WHERE {_STATE_KEY}", (*_scope_params(scope), name))

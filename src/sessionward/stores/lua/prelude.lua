@@ -1,0 +1,141 @@
+-- Prepended to every script of the Redis store (see redis_keys.py for the key layout).
+--
+-- Times are float seconds since the epoch. They travel as strings with 17 significant
+-- digits, because a Lua number returned to Redis is truncated to an integer, and a stored
+-- time must compare exactly with what the other backends would have computed.
+-- ARGV[1] of every script is the injected clock's time, or '' to use the server's TIME.
+
+local function clock(arg)
+  if arg ~= '' then
+    return tonumber(arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- A session hash's fields, in the order of every row a script returns (redis_keys.FIELDS):
+-- session_id, user_id, token_hash, created_at, last_seen_at, idle_timeout,
+-- idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata, generation, and the
+-- creation number that orders sessions created within one clock tick.
+local FIELDS = {'sid', 'uid', 'th', 'ca', 'ls', 'it', 'ie', 'ea', 'ra', 'ip', 'ua', 'md', 'g', 'n'}
+
+local function as_row(values)
+  if not values[1] then
+    return nil
+  end
+  local row = {}
+  for i, f in ipairs(FIELDS) do
+    row[f] = values[i] or nil
+  end
+  return row
+end
+
+local function load(key)
+  return as_row(redis.call('HMGET', key, unpack(FIELDS)))
+end
+
+local function save(key, row)
+  local args = {}
+  for _, f in ipairs(FIELDS) do
+    if row[f] then
+      args[#args + 1] = f
+      args[#args + 1] = row[f]
+    end
+  end
+  redis.call('HSET', key, unpack(args))
+end
+
+-- false, not nil, for an absent field: a nil would end the array
+local function as_reply(row)
+  local out = {}
+  for i, f in ipairs(FIELDS) do
+    out[i] = row[f] or false
+  end
+  return out
+end
+
+local function is_live(row, now)
+  return row.ra == nil and now < tonumber(row.ie)
+end
+
+-- TTLs are relative to `now`: an injected clock may be years away from the server's, and
+-- an absolute expiry computed from it could already be past. Never below 1 ms, because a
+-- zero or negative TTL deletes the key at once.
+local function ttl_ms(at, now)
+  return math.max(1, math.ceil((at - now) * 1000))
+end
+
+-- The index must outlive its longest-lived member, or a live session would drop out of it.
+local function extend_index(idx, ms)
+  if redis.call('PTTL', idx) < ms then
+    redis.call('PEXPIRE', idx, ms)
+  end
+end
+
+local function touch(skey, sskey, idx, row, now)
+  local ie = math.min(now + tonumber(row.it), tonumber(row.ea))
+  row.ls, row.ie = fmt(now), fmt(ie)
+  redis.call('HSET', skey, 'ls', row.ls, 'ie', row.ie)
+  local ms = ttl_ms(ie, now)
+  redis.call('PEXPIRE', skey, ms)
+  redis.call('PEXPIRE', sskey, ms)
+  extend_index(idx, ms)
+end
+
+-- The tombstone keeps its TTL (idle_expires_at), so an in-flight write still finds it revoked.
+local function revoke(skey, sskey, row, now)
+  row.ra = fmt(now)
+  redis.call('HSET', skey, 'ra', row.ra)
+  redis.call('DEL', sskey)
+end
+
+-- The user's live sessions as {row, member} pairs, oldest first: by created_at, then by
+-- creation number, so sessions created within one clock tick keep their order. Also the
+-- highest creation number present. Members whose key Redis has expired leave the index.
+local function live_sessions(base, idx, now)
+  local live, top = {}, 0
+  for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    local row = load(base .. 's:' .. m)
+    if row == nil then
+      redis.call('ZREM', idx, m)
+    else
+      top = math.max(top, tonumber(row.n) or 0)
+      if is_live(row, now) then
+        live[#live + 1] = {row = row, m = m}
+      end
+    end
+  end
+  table.sort(live, function(a, b)
+    local x, y = tonumber(a.row.ca), tonumber(b.row.ca)
+    if x ~= y then
+      return x < y
+    end
+    return tonumber(a.row.n) < tonumber(b.row.n)
+  end)
+  return live, top
+end
+
+-- For state scripts. KEYS[1] is the documents hash; KEYS[2], present for a session scope
+-- only, is that session's hash: its documents exist only while it is live.
+local function owner_live(now_arg, user_id)
+  if #KEYS < 2 then
+    return true
+  end
+  local s = redis.call('HMGET', KEYS[2], 'uid', 'ra', 'ie')
+  return s[1] == user_id and not s[2] and clock(now_arg) < tonumber(s[3])
+end
+
+-- expected: '' accepts any version, '0' only an absent document, 'n' only version n.
+local function version_matches(current, expected)
+  if expected == '' then
+    return true
+  end
+  if expected == '0' then
+    return current == nil
+  end
+  return current == tonumber(expected)
+end

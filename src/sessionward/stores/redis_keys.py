@@ -1,0 +1,174 @@
+"""Key layout of the Redis store, and the conversions between rows and script replies.
+
+    P:{u:U}:s:S     HASH    session S of user U (fields: :data:`FIELDS`)
+    P:{u:U}:idx     ZSET    U's (encoded) session ids by created_at: list, cap, revoke-all
+    P:{u:U}:us      HASH    U's documents: ``d:<name>`` the data, ``v:<name>`` the version
+    P:{u:U}:ss:S    HASH    session S's documents, same fields; expires with S
+    P:t:H           STRING  route from token hash H to its session: JSON ``[U, S]``
+
+``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
+live in one Redis Cluster slot and one script may touch them together (scripts that walk the
+index build its members' keys from ``P:{u:U}:``: undeclared, but in the declared keys' slot).
+A route lives in another slot, so it is written by its own command, never from a script.
+
+An id made only of ``[A-Za-z0-9_.@-]`` appears as it is; any other id (including one
+holding ``{``, ``}``, ``:`` or ``~``) appears as ``~`` and the unpadded urlsafe base64 of
+its UTF-8. Neither form holds a brace or a colon, so an id can never end the hash tag
+early, and the two forms cannot collide because only the second starts with ``~``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from .base import SessionRow, StateScope, StateWrite
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.@-]+")
+
+Owner = tuple[str, str]
+
+
+def encode_id(value: str) -> str:
+    if _PLAIN.fullmatch(value):
+        return value
+    return "~" + base64.urlsafe_b64encode(value.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_id(part: str) -> str:
+    if not part.startswith("~"):
+        return part
+    raw = part[1:]
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+
+
+class KeyLayout:
+    """The keys of one ``key_prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def user(self, user_id: str) -> str:
+        """The common start of a user's keys (the scripts append ``s:<member>`` etc.)."""
+        return f"{self.prefix}:{{u:{encode_id(user_id)}}}:"
+
+    def index(self, user_id: str) -> str:
+        return f"{self.user(user_id)}idx"
+
+    def session(self, user_id: str, session_id: str) -> list[str]:
+        """The session, its documents and the user's index: the keys of a session script."""
+        base, member = self.user(user_id), encode_id(session_id)
+        return [f"{base}s:{member}", f"{base}ss:{member}", f"{base}idx"]
+
+    def documents(self, scope: StateScope) -> list[str]:
+        """The documents hash, then (for a session scope) the session that owns it."""
+        base = self.user(scope.user_id)
+        if scope.session_id is None:
+            return [f"{base}us"]
+        member = encode_id(scope.session_id)
+        return [f"{base}ss:{member}", f"{base}s:{member}"]
+
+    def route(self, token_hash: str) -> str:
+        return f"{self.prefix}:t:{encode_id(token_hash)}"
+
+
+class RouteCache:
+    """Token hash to (user, session), bounded, least recently used out first.
+
+    A token hash belongs to one session for good, so an entry never needs refreshing: at
+    worst it names a session that is gone or no longer carries that hash, and the session
+    script refuses both. Only routes that exist are cached, so unknown tokens cannot fill it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, Owner] = OrderedDict()
+
+    def get(self, token_hash: str) -> Owner | None:
+        owner = self._entries.get(token_hash)
+        if owner is not None:
+            self._entries.move_to_end(token_hash)
+        return owner
+
+    def put(self, token_hash: str, owner: Owner) -> None:
+        if self._size == 0:
+            return
+        self._entries[token_hash] = owner
+        self._entries.move_to_end(token_hash)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def route_value(owner: Owner) -> str:
+    return json.dumps(list(owner), ensure_ascii=False)
+
+
+def parse_route(value: str | None) -> Owner | None:
+    if value is None:
+        return None
+    try:
+        owner = json.loads(value)
+    except ValueError:
+        return None  # not ours: treat as no route rather than fail every lookup
+    if isinstance(owner, list) and len(owner) == 2 and all(isinstance(p, str) for p in owner):
+        return owner[0], owner[1]
+    return None
+
+
+def ttl_ms(at: float, now: float) -> int:
+    """Like the scripts' ``ttl_ms``: relative to ``now``, and never below 1 ms."""
+    return max(1, math.ceil((at - now) * 1000))
+
+
+def time_arg(now: float | None) -> str:
+    """A time for a script: exact (``repr`` round-trips a float), or '' for the server's."""
+    return "" if now is None else repr(float(now))
+
+
+def version_arg(expected: int | None) -> str:
+    return "" if expected is None else str(expected)
+
+
+def optional(value: str | None) -> str:
+    """An optional string for a script: '' for ``None``, so that '' itself survives."""
+    return "" if value is None else "+" + value
+
+
+#: The session hash's fields, in the order of every row a script returns (``FIELDS`` in
+#: lua/prelude.lua); the last, ``n``, orders sessions created within one clock tick.
+FIELDS = ("sid", "uid", "th", "ca", "ls", "it", "ie", "ea", "ra", "ip", "ua", "md", "g", "n")
+
+
+def session_row(values: Sequence[Any]) -> SessionRow:
+    sid, uid, th, ca, ls, it, ie, ea, ra, ip, ua, md, g, _ = values
+    return SessionRow(
+        session_id=sid,
+        user_id=uid,
+        token_hash=th,
+        created_at=float(ca),
+        last_seen_at=float(ls),
+        idle_timeout=float(it),
+        idle_expires_at=float(ie),
+        expires_at=float(ea),
+        revoked_at=None if ra is None else float(ra),
+        ip=ip,
+        user_agent=ua,
+        metadata=md,
+        generation=int(g),
+    )
+
+
+def state_write(reply: Sequence[int]) -> StateWrite:
+    applied, version, owner_live = reply
+    return StateWrite(applied == 1, None if version < 0 else version, owner_live == 1)
