@@ -274,16 +274,28 @@ async def test_a_cached_route_validates_in_one_round_trip(
     new = await ward.sessions.create("alice")
     round_trips.reset()
     await ward.sessions.validate(new.token)
-    assert round_trips.sent == [["EVALSHA"]]
-    # another process has no cached route: one GET first, then the session script
+    assert round_trips.sent == [["GET"]]  # a plain GET of the session: no script
+    # another process has no cached route: one GET of the route first
     async with open_ward(url, settings=settings, clock=clock, sweep=False) as other:
         await other.ping()
         round_trips.reset()
         await other.sessions.validate(new.token)
-        assert round_trips.sent == [["GET"], ["EVALSHA"]]
+        assert round_trips.sent == [["GET"], ["GET"]]
         round_trips.reset()
         await other.sessions.validate(new.token)
-        assert round_trips.sent == [["EVALSHA"]]
+        assert round_trips.sent == [["GET"]]
+
+
+async def test_a_due_touch_runs_the_script_on_the_server_clock(
+    url: str, round_trips: RoundTrips
+) -> None:
+    async with open_ward(url, settings=Settings(session_touch_interval=0), sweep=False) as ward:
+        new = await ward.sessions.create("alice")
+        round_trips.reset()
+        session = await ward.sessions.validate(new.token)
+        assert round_trips.sent == [["GET"], ["EVALSHA"]]
+        assert session.last_seen_at > new.session.last_seen_at
+        assert session.idle_expires_at > new.session.idle_expires_at
 
 
 async def test_an_unknown_token_is_one_round_trip_with_the_server_clock(

@@ -1,6 +1,6 @@
 """Key layout of the Redis store, and the conversions between rows and script replies.
 
-    P:{u:U}:s:S     HASH    session S of user U (fields: :data:`FIELDS`)
+    P:{u:U}:s:S     STRING  session S of user U: a JSON object of :data:`FIELDS`
     P:{u:U}:idx     ZSET    U's (encoded) session ids by created_at: list, cap, revoke-all
     P:{u:U}:us      HASH    U's documents: ``d:<name>`` the data, ``v:<name>`` the version
     P:{u:U}:ss:S    HASH    session S's documents, same fields; expires with S
@@ -59,6 +59,9 @@ class KeyLayout:
 
     def index(self, user_id: str) -> str:
         return f"{self.user(user_id)}idx"
+
+    def session_key(self, user_id: str, session_id: str) -> str:
+        return f"{self.user(user_id)}s:{encode_id(session_id)}"
 
     def session(self, user_id: str, session_id: str) -> list[str]:
         """The session, its documents and the user's index: the keys of a session script."""
@@ -150,7 +153,14 @@ def optional(value: str | None) -> str:
 FIELDS = ("sid", "uid", "th", "ca", "ls", "it", "ie", "ea", "ra", "ip", "ua", "md", "g", "n")
 
 
+def row_from_json(text: str | bytes) -> SessionRow:
+    """A row from a session key's value: a JSON object keyed by the short field names."""
+    fields = json.loads(text)
+    return session_row([fields.get(name) for name in FIELDS])
+
+
 def session_row(values: Sequence[Any]) -> SessionRow:
+    """A row from a script's reply: FIELDS order, ``None`` for an absent field."""
     sid, uid, th, ca, ls, it, ie, ea, ra, ip, ua, md, g, _ = values
     return SessionRow(
         session_id=sid,

@@ -1,19 +1,21 @@
--- Read a session; touch it if live and touch_interval has passed since last_seen_at.
--- This is validate's hot path: one HMGET, whose reply goes back as it is unless a touch is
--- due, so the common case builds no table (values[5], [7], [9]: ls, ie, ra in FIELDS).
+-- Touch a session if it is live and touch_interval has passed since last_seen_at, deciding
+-- on the server's clock. Validate reads a session with a plain GET and runs this script only
+-- when its own clock says a touch is due (about once per touch_interval per session).
 -- KEYS: session, session state, index.
--- ARGV: now, user_id, token_hash ('' when found by id), touch_interval ('' never touches).
--- Returns {now, row}, or {now} when there is no such session or it no longer carries the
--- token hash (a stale route after a rotation).
+-- ARGV: now, user_id, token_hash ('' when found by id), touch_interval.
+-- Returns {now, row as JSON}, or {now} when there is no such session or it no longer
+-- carries the token hash (a stale route after a rotation).
 local now = clock(ARGV[1])
-local values = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-if not values[1] or values[2] ~= ARGV[2] or (ARGV[3] ~= '' and values[3] ~= ARGV[3]) then
+local raw = redis.call('GET', KEYS[1])
+if not raw then
   return {fmt(now)}
 end
-local live = not values[9] and now < tonumber(values[7])
-if ARGV[4] ~= '' and live and now - tonumber(values[5]) >= tonumber(ARGV[4]) then
-  local row = as_row(values)
-  touch(KEYS[1], KEYS[2], KEYS[3], row, now)
-  values = as_reply(row)
+local row = cjson.decode(raw)
+if row.uid ~= ARGV[2] or (ARGV[3] ~= '' and row.th ~= ARGV[3]) then
+  return {fmt(now)}
 end
-return {fmt(now), values}
+if is_live(row, now) and now - tonumber(row.ls) >= tonumber(ARGV[4]) then
+  touch(KEYS[1], KEYS[2], KEYS[3], row, now)
+  raw = cjson.encode(row)
+end
+return {fmt(now), raw}

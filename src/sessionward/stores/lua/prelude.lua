@@ -17,36 +17,25 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
--- A session hash's fields, in the order of every row a script returns (redis_keys.FIELDS):
--- session_id, user_id, token_hash, created_at, last_seen_at, idle_timeout,
--- idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata, generation, and the
--- creation number that orders sessions created within one clock tick.
+-- A session is one string key holding a JSON object, so that validate can read it with a
+-- plain GET (no script). Its fields, in the order of every row a script returns as an array
+-- (redis_keys.FIELDS): session_id, user_id, token_hash, created_at, last_seen_at,
+-- idle_timeout, idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata,
+-- generation, and the creation number that orders sessions created within one clock tick.
+-- Times and numbers are kept as strings, so no JSON encoder can round them.
 local FIELDS = {'sid', 'uid', 'th', 'ca', 'ls', 'it', 'ie', 'ea', 'ra', 'ip', 'ua', 'md', 'g', 'n'}
 
-local function as_row(values)
-  if not values[1] then
+local function load(key)
+  local raw = redis.call('GET', key)
+  if not raw then
     return nil
   end
-  local row = {}
-  for i, f in ipairs(FIELDS) do
-    row[f] = values[i] or nil
-  end
-  return row
+  return cjson.decode(raw)
 end
 
-local function load(key)
-  return as_row(redis.call('HMGET', key, unpack(FIELDS)))
-end
-
+-- KEEPTTL: a write never changes when the session expires; only touch() moves that.
 local function save(key, row)
-  local args = {}
-  for _, f in ipairs(FIELDS) do
-    if row[f] then
-      args[#args + 1] = f
-      args[#args + 1] = row[f]
-    end
-  end
-  redis.call('HSET', key, unpack(args))
+  redis.call('SET', key, cjson.encode(row), 'KEEPTTL')
 end
 
 -- false, not nil, for an absent field: a nil would end the array
@@ -79,7 +68,7 @@ end
 local function touch(skey, sskey, idx, row, now)
   local ie = math.min(now + tonumber(row.it), tonumber(row.ea))
   row.ls, row.ie = fmt(now), fmt(ie)
-  redis.call('HSET', skey, 'ls', row.ls, 'ie', row.ie)
+  save(skey, row)
   local ms = ttl_ms(ie, now)
   redis.call('PEXPIRE', skey, ms)
   redis.call('PEXPIRE', sskey, ms)
@@ -89,7 +78,7 @@ end
 -- The tombstone keeps its TTL (idle_expires_at), so an in-flight write still finds it revoked.
 local function revoke(skey, sskey, row, now)
   row.ra = fmt(now)
-  redis.call('HSET', skey, 'ra', row.ra)
+  save(skey, row)
   redis.call('DEL', sskey)
 end
 
@@ -125,8 +114,8 @@ local function owner_live(now_arg, user_id)
   if #KEYS < 2 then
     return true
   end
-  local s = redis.call('HMGET', KEYS[2], 'uid', 'ra', 'ie')
-  return s[1] == user_id and not s[2] and clock(now_arg) < tonumber(s[3])
+  local s = load(KEYS[2])
+  return s ~= nil and s.uid == user_id and not s.ra and clock(now_arg) < tonumber(s.ie)
 end
 
 -- expected: '' accepts any version, '0' only an absent document, 'n' only version n.

@@ -13,6 +13,5 @@ if not is_live(row, now) then
 end
 local old = row.th
 row.th, row.g = ARGV[4], string.format('%d', tonumber(row.g) + 1)
-redis.call('HSET', KEYS[1], 'th', row.th, 'g', row.g)
-touch(KEYS[1], KEYS[2], KEYS[3], row, now)
+touch(KEYS[1], KEYS[2], KEYS[3], row, now)  -- saves the row
 return {fmt(now), as_reply(row), old}

@@ -10,13 +10,13 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     break
   end
   local skey = base .. 's:' .. m
-  local s = redis.call('HMGET', skey, 'ie', 'th')
-  if not s[1] then
+  local s = load(skey)
+  if s == nil then
     redis.call('ZREM', KEYS[1], m)
-  elseif now >= tonumber(s[1]) then
+  elseif now >= tonumber(s.ie) then
     redis.call('DEL', skey, base .. 'ss:' .. m)
     redis.call('ZREM', KEYS[1], m)
-    gone[#gone + 1] = s[2]
+    gone[#gone + 1] = s.th
   end
 end
 return {#gone, gone}
