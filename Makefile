@@ -3,15 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+SERVE_STAMP := $(VENV)/.installed-service
 PATHS := src tests benchmarks scripts
 
-.PHONY: install test check sync bench serve clean
+.PHONY: install test check sync bench serve smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
+
+# make serve needs only the service; make test and make check need everything.
+$(SERVE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[service]'
+	touch $(SERVE_STAMP)
 
 install: $(STAMP)
 
@@ -29,6 +37,14 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The service on the embedded SQLite default (sqlite:///sessionward.db here), 127.0.0.1:8000.
+serve: $(SERVE_STAMP)
+	$(BIN)/sessionward serve
+
+# make serve on a clean clone, then a login with curl (CI runs it).
+smoke:
+	scripts/smoke-serve
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

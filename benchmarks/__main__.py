@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from . import report
+from .auth import bench_auth, bench_login
 from .machine import describe, pinned
 from .measure import Result
 from .sessions import bench_sessions, raw_sqlite
@@ -24,8 +25,11 @@ POSTGRES_URL = os.environ.get(
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
-async def run(backends: list[str], per_task: int) -> dict[str, list[Result]]:
-    results: dict[str, list[Result]] = {}
+Results = dict[str, dict[str, list[Result]]]
+
+
+async def run(backends: list[str], sections: list[str], per_task: int) -> Results:
+    results: Results = {"sessions": {}, "auth": {}}
     with tempfile.TemporaryDirectory() as tmp:
         urls = {
             "memory": "memory://?max_entries=1000000",
@@ -34,10 +38,19 @@ async def run(backends: list[str], per_task: int) -> dict[str, list[Result]]:
             "postgresql": f"{POSTGRES_URL}?schema=swbench&pool_min=10&pool_max=10",
         }
         for backend in backends:
-            print(f"sessions on {backend} ...", flush=True)
-            raw = raw_sqlite(Path(tmp), ops=per_task) if backend == "sqlite" else []
-            results[backend] = raw + await bench_sessions(urls[backend], per_task=per_task)
-        await _clean(backends)
+            if "sessions" in sections:
+                print(f"sessions on {backend} ...", flush=True)
+                raw = raw_sqlite(Path(tmp), ops=per_task) if backend == "sqlite" else []
+                found = raw + await bench_sessions(urls[backend], per_task=per_task)
+                results["sessions"][backend] = found
+            if "auth" in sections and backend != "memory":
+                print(f"auth on {backend} ...", flush=True)
+                await _clean([backend])
+                found = await bench_auth(urls[backend], Path(tmp), per_task=per_task // 2)
+                await _clean([backend])
+                found.append(await bench_login(urls[backend], Path(tmp), logins=20))
+                results["auth"][backend] = found
+            await _clean([backend])
     return results
 
 
@@ -60,11 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations (a smoke run)")
     parser.add_argument("--backends", default="memory,sqlite,redis,postgresql")
+    parser.add_argument("--sections", default="sessions,auth")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     per_task = 500 if args.quick else 5000
     with pinned() as pinning:
-        results = anyio.run(run, args.backends.split(","), per_task)
+        results = anyio.run(run, args.backends.split(","), args.sections.split(","), per_task)
     text = report.render(describe(), pinning, results)
     args.output.write_text(text)
     print(text)

@@ -23,6 +23,8 @@ from types import ModuleType
 TARGETS = [
     ("sessionward.sessions", "Sessions", "SyncSessions"),
     ("sessionward.state", "StateManager", "SyncStateManager"),
+    ("sessionward.users", "Users", "SyncUsers"),
+    ("sessionward.auth.manager", "Auth", "SyncAuth"),
     ("sessionward.ward", "Ward", "SyncWardMethods"),
 ]
 SKIP = {"run_sweeper"}

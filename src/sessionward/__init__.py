@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .auth import Auth, Principal, TokenPair
 from .clock import Clock, FakeClock, SystemClock
 from .config import Settings
 from .errors import (
@@ -10,6 +13,7 @@ from .errors import (
     CapacityExceeded,
     ConfigurationError,
     InvalidArgument,
+    InvalidCredentials,
     InvalidStateData,
     InvalidStateName,
     InvalidToken,
@@ -27,19 +31,35 @@ from .errors import (
     StorageError,
     StorageUnavailable,
     UnknownSession,
+    UsernameTaken,
     WriteConflict,
 )
 from .sessions import NewSession, Session, Sessions
 from .state import StateDocument, StateManager
 from .stores.base import PoolStats, StateScope
-from .sync import SyncWard
 from .urls import StoreURL, parse_store_url
+from .users import User, Users
 from .ward import CleanupReport, Ward, open_ward
+
+if TYPE_CHECKING:
+    from .sync import SyncWard
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # SyncWard loads on first use: async apps never pay for it, and scripts/gen_sync.py can
+    # import the package while the generated module it depends on is being rewritten.
+    if name == "SyncWard":
+        from .sync import SyncWard
+
+        return SyncWard
+    raise AttributeError(f"module 'sessionward' has no attribute {name!r}")
+
+
 __all__ = [
     "AccountLocked",
+    "Auth",
     "BudgetExceeded",
     "CapacityExceeded",
     "CleanupReport",
@@ -47,11 +67,13 @@ __all__ = [
     "ConfigurationError",
     "FakeClock",
     "InvalidArgument",
+    "InvalidCredentials",
     "InvalidStateData",
     "InvalidStateName",
     "InvalidToken",
     "NewSession",
     "PoolStats",
+    "Principal",
     "RateLimited",
     "RefreshTokenReused",
     "Session",
@@ -74,7 +96,11 @@ __all__ = [
     "StoreURL",
     "SyncWard",
     "SystemClock",
+    "TokenPair",
     "UnknownSession",
+    "User",
+    "UsernameTaken",
+    "Users",
     "Ward",
     "WriteConflict",
     "open_ward",

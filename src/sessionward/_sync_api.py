@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
     from anyio.from_thread import BlockingPortal
 
+    from sessionward.auth.manager import Auth, Principal, TokenPair
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
     from sessionward.stores.base import PoolStats, StateScope
+    from sessionward.users import User, Users
     from sessionward.ward import CleanupReport, Ward
 
 
@@ -100,6 +102,78 @@ class SyncStateManager:
 
     def names(self, scope: StateScope) -> list[str]:
         return self._portal.call(self._inner.names, scope)
+
+
+class SyncUsers:
+    """Blocking twin of :class:`sessionward.users.Users`."""
+
+    def __init__(self, inner: Users, portal: BlockingPortal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def create(self, username: str, password: str, *, roles: tuple[str, ...] = ()) -> User:
+        """Register a user; :class:`UsernameTaken` if the name is in use in any case."""
+        return self._portal.call(partial(self._inner.create, username, password, roles=roles))
+
+    def get(self, user_id: str) -> User | None:
+        return self._portal.call(self._inner.get, user_id)
+
+    def find(self, username: str) -> User | None:
+        return self._portal.call(self._inner.find, username)
+
+    def page(self, *, after: str | None = None, limit: int = 100) -> list[User]:
+        """Users ordered by username (case folded), ``limit`` at a time after ``after``."""
+        return self._portal.call(partial(self._inner.page, after=after, limit=limit))
+
+    def set_disabled(self, user_id: str, disabled: bool = True) -> User:
+        """Disable (and log out everywhere) or re-enable a user."""
+        return self._portal.call(self._inner.set_disabled, user_id, disabled)
+
+    def set_roles(self, user_id: str, roles: tuple[str, ...]) -> User:
+        return self._portal.call(self._inner.set_roles, user_id, roles)
+
+    def set_password(self, user_id: str, password: str, *, keep: str | None = None) -> None:
+        """Change a password and revoke every session except ``keep`` (the caller's)."""
+        return self._portal.call(partial(self._inner.set_password, user_id, password, keep=keep))
+
+
+class SyncAuth:
+    """Blocking twin of :class:`sessionward.auth.manager.Auth`."""
+
+    def __init__(self, inner: Auth, portal: BlockingPortal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def register(self, username: str, password: str) -> User:
+        return self._portal.call(self._inner.register, username, password)
+
+    def login(
+        self, username: str, password: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> TokenPair:
+        """Tokens for a new session, or :class:`InvalidCredentials` (unknown user, wrong
+        password and disabled account alike) or :class:`AccountLocked`."""
+        return self._portal.call(
+            partial(self._inner.login, username, password, ip=ip, user_agent=user_agent)
+        )
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """A new pair for the same session; the presented token is spent."""
+        return self._portal.call(self._inner.refresh, refresh_token)
+
+    def authenticate(self, access_token: str) -> Principal:
+        """The principal of a request: a valid token *and* a live session, else
+        :class:`InvalidToken` or a :class:`SessionError`."""
+        return self._portal.call(self._inner.authenticate, access_token)
+
+    def logout(self, principal: Principal) -> None:
+        return self._portal.call(self._inner.logout, principal)
+
+    def logout_all(self, principal: Principal) -> int:
+        return self._portal.call(self._inner.logout_all, principal)
+
+    def change_password(self, principal: Principal, current: str, new: str) -> None:
+        """Check ``current``, set ``new``, and end every other session of the user."""
+        return self._portal.call(self._inner.change_password, principal, current, new)
 
 
 class SyncWardMethods:

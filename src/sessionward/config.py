@@ -11,7 +11,16 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -70,6 +79,34 @@ class Settings(BaseSettings):
     sweep_interval: Seconds = 60.0
     sweep_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
 
+    # the service
+    host: Annotated[str, Field(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+
+    # accounts and tokens
+    secret_key: SecretStr | None = None
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    jwt_algorithm: Literal["HS256", "EdDSA", "RS256"] = "HS256"
+    jwt_private_key: SecretStr | None = None
+    jwt_previous_public_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_issuer: Annotated[str, Field(min_length=1, max_length=255)] = "sessionward"
+    jwt_audience: Annotated[str, Field(min_length=1, max_length=255)] = "sessionward"
+    access_token_ttl: Annotated[int, Field(ge=10, le=86400)] = 900
+    refresh_token_ttl: Annotated[int, Field(ge=60, le=10 * 365 * 86400)] = 1_209_600
+    refresh_grace: Annotated[float, Field(ge=0, le=300)] = 10.0
+    argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 3
+    argon2_memory_cost: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 65536
+    argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+
+    # brute-force protection
+    login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    login_failure_window: Seconds = 900.0
+    login_lockout: Seconds = 900.0
+    login_lockout_max: Seconds = 86400.0
+    login_ip_max_failures: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -81,6 +118,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only from_env() looks at the environment; a library never does.
         return (init_settings, env_settings) if _READ_ENV.get() else (init_settings,)
+
+    @field_validator("previous_secret_keys", "jwt_previous_public_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _idle_within_absolute(self) -> Self:

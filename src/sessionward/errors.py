@@ -24,6 +24,8 @@ raise. The web layer maps each class to an HTTP status in one table.
     │   └── WriteConflict           a compare-and-set lost to another writer
     ├── InvalidToken
     │   └── RefreshTokenReused
+    ├── InvalidCredentials          unknown user, wrong password or disabled account
+    ├── UsernameTaken
     ├── AccountLocked
     ├── RateLimited
     ├── BudgetExceeded
@@ -118,6 +120,14 @@ class InvalidToken(SessionwardError):
 
 class RefreshTokenReused(InvalidToken):
     """A spent refresh token was presented again; its session has been revoked."""
+
+
+class InvalidCredentials(SessionwardError):
+    """The username or password is wrong (which one is never said)."""
+
+
+class UsernameTaken(SessionwardError):
+    """Another user already has this username (usernames are unique ignoring case)."""
 
 
 class _RetryAfter(SessionwardError):

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from anyio.from_thread import start_blocking_portal
 
-from ._sync_api import SyncSessions, SyncStateManager, SyncWardMethods
+from ._sync_api import SyncAuth, SyncSessions, SyncStateManager, SyncUsers, SyncWardMethods
 from .clock import Clock
 from .config import Settings
 from .stores.base import Store
@@ -49,6 +49,14 @@ class SyncWard(SyncWardMethods):
         self.settings = ward.settings
         self.sessions = SyncSessions(ward.sessions, portal)
         self.state = SyncStateManager(ward.state, portal)
+        self.users = SyncUsers(ward.users, portal)
+        self._auth: SyncAuth | None = None
+
+    @property
+    def auth(self) -> SyncAuth:
+        if self._auth is None:
+            self._auth = SyncAuth(self._inner.auth, self._portal)
+        return self._auth
 
     @property
     def store(self) -> Store:

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import anyio
 
-from .clock import Clock
+from .auth.keys import load_keys
+from .auth.manager import Auth
+from .auth.passwords import Passwords
+from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
 from .sessions import Sessions
@@ -26,6 +29,7 @@ from .state import StateManager
 from .stores import create_store
 from .stores.base import PoolStats, Store
 from .urls import StoreURL
+from .users import Users
 
 log = logging.getLogger("sessionward")
 
@@ -33,16 +37,37 @@ log = logging.getLogger("sessionward")
 @dataclass(frozen=True, slots=True)
 class CleanupReport:
     sessions: int
+    limits: int = 0
 
 
 class Ward:
     """Every manager over one store. Build it with :func:`open_ward`."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, clock: Clock | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock or SystemClock()
         self.sessions = Sessions(store, settings)
         self.state = StateManager(store, settings)
+        self.passwords = Passwords(settings)
+        self.users = Users(store, self.sessions, self.passwords)
+        self._auth: Auth | None = None
+
+    @property
+    def auth(self) -> Auth:
+        """Login, refresh and token checks. Built on first use, because it needs the signing
+        secret (``ConfigurationError`` if a shared store has none)."""
+        if self._auth is None:
+            self._auth = Auth(
+                self.store,
+                self.settings,
+                sessions=self.sessions,
+                users=self.users,
+                passwords=self.passwords,
+                keys=load_keys(self.settings, self.store.url),
+                clock=self.clock,
+            )
+        return self._auth
 
     @property
     def backend(self) -> str:
@@ -57,7 +82,9 @@ class Ward:
 
     async def cleanup(self) -> CleanupReport:
         """Delete expired records now, in bounded batches."""
-        return CleanupReport(sessions=await self.sessions.sweep())
+        sessions = await self.sessions.sweep()
+        limits = await self.store.sweep_limits(self.settings.sweep_batch_size)
+        return CleanupReport(sessions=sessions, limits=limits)
 
     async def run_sweeper(self) -> None:
         """Sweep every ``sweep_interval`` seconds until cancelled; failures are logged."""
@@ -92,7 +119,7 @@ async def open_ward(
     store = create_store(url if url is not None else settings.store, clock=clock)
     await store.open()
     try:
-        ward = Ward(store, settings)
+        ward = Ward(store, settings, clock)
         async with _collapse_single_errors(), anyio.create_task_group() as tasks:
             if sweep:
                 tasks.start_soon(ward.run_sweeper)

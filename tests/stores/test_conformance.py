@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from sessionward.testing import (
+    LimitConformance,
     ProcessRaceConformance,
     RaceConformance,
+    RefreshConformance,
     SessionConformance,
     StateConformance,
+    UserConformance,
 )
 from tests.conftest import SHARED_BACKENDS
 
@@ -22,6 +25,18 @@ class TestState(StateConformance):
 
 
 class TestRaces(RaceConformance):
+    pass
+
+
+class TestUsers(UserConformance):
+    pass
+
+
+class TestRefresh(RefreshConformance):
+    pass
+
+
+class TestLimits(LimitConformance):
     pass
 
 

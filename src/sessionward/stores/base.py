@@ -14,6 +14,7 @@ one back, because every write to a session, or to its state, is conditional on i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,6 +38,8 @@ class SessionRow:
     user_agent: str | None
     metadata: str
     generation: int
+    prev_token_hash: str | None = None
+    rotated_at: float | None = None
 
     def is_live(self, now: float) -> bool:
         return self.revoked_at is None and now < self.idle_expires_at
@@ -88,6 +91,26 @@ class Created:
 
     row: SessionRow | None
     evicted: tuple[str, ...]
+
+
+RefreshOutcome = Literal["rotated", "replayed", "reused", "dead", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What :meth:`SessionStore.refresh_session` did.
+
+    ``rotated``: the presented hash was current; the session now carries the new one.
+    ``replayed``: the presented hash was spent by the latest rotation, within ``grace``, and
+    that rotation produced the same new hash: nothing changed. ``reused``: the presented hash
+    was spent otherwise; the session has been revoked (if it was live). ``dead``: the hash
+    is current but the session is not live (``row`` says why). ``unknown``: never issued, or
+    its session is gone.
+    """
+
+    outcome: RefreshOutcome
+    row: SessionRow | None
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +168,19 @@ class SessionStore(Protocol):
         ...
 
     async def rotate_session(self, key: SessionKey, new_token_hash: str) -> Lookup:
-        """If live: replace the token hash, bump ``generation`` and touch. The returned row
-        carries ``new_token_hash`` exactly when the rotation happened."""
+        """If live: replace the token hash, bump ``generation`` and touch; the old hash
+        becomes ``prev_token_hash`` and is remembered as spent (see :meth:`refresh_session`).
+        The returned row carries ``new_token_hash`` exactly when the rotation happened."""
+        ...
+
+    async def refresh_session(
+        self, token_hash: str, new_token_hash: str, *, grace: float
+    ) -> Refreshed:
+        """Rotate by a presented token, with reuse detection; see :class:`Refreshed`.
+
+        Every hash a session has carried stays known as spent until the session is gone.
+        A spent hash presented again within ``grace`` seconds of the rotation that spent it,
+        naming the same ``new_token_hash``, is a replay; any other spent hash revokes."""
         ...
 
     async def revoke_session(self, key: ById) -> bool:
@@ -161,6 +195,103 @@ class SessionStore(Protocol):
 
     async def sweep_sessions(self, limit: int) -> int:
         """Delete up to ``limit`` dead sessions (and their state); return how many."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewUserRow:
+    user_id: str
+    username: str
+    username_key: str
+    password_hash: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: str
+    username: str
+    username_key: str
+    password_hash: str
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """Fields to change on a user; ``None`` leaves a field as it is. ``expected_hash`` makes
+    the change conditional on the current password hash (a rehash must not overwrite a
+    password change that raced it)."""
+
+    password_hash: str | None = None
+    expected_hash: str | None = None
+    disabled: bool | None = None
+    roles: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GcraCheck:
+    """One limit of a GCRA decision.
+
+    The key's state is its theoretical arrival time (TAT). With ``base = max(TAT, now)``
+    the candidate is ``base + cost * period``, floored at ``now``. The check allows when
+    ``candidate - now <= capacity`` (``capacity``: seconds the TAT may run ahead of now), or
+    always when ``cost < 0`` (a refund). A ``cost`` of 0 with a ``capacity`` of 0 allows
+    exactly when the TAT is not ahead of now: a lock is a key whose TAT is its end.
+    """
+
+    key: str
+    period: float
+    capacity: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class GcraResult:
+    """Per check: allowed, and the candidate TAT (stored only if every check allowed)."""
+
+    allowed: tuple[bool, ...]
+    tats: tuple[float, ...]
+    now: float
+
+
+def gcra_candidate(check: GcraCheck, tat: float | None, now: float) -> tuple[bool, float]:
+    """The GCRA rule every backend applies (Lua and SQL restate it)."""
+    candidate = max(max(tat if tat is not None else now, now) + check.cost * check.period, now)
+    return check.cost < 0 or candidate - now <= check.capacity, candidate
+
+
+class UserStore(Protocol):
+    async def create_user(self, new: NewUserRow) -> UserRow | None:
+        """Create a user; ``None`` if ``username_key`` is taken (decided atomically)."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRow | None: ...
+
+    async def find_user(self, username_key: str) -> UserRow | None: ...
+
+    async def list_users(self, *, after: str | None, limit: int) -> list[UserRow]:
+        """Users ordered by ``username_key``, starting after ``after``."""
+        ...
+
+    async def update_user(self, user_id: str, change: UserChange) -> UserRow | None:
+        """Apply ``change``; ``None`` if there is no such user or ``expected_hash`` differs."""
+        ...
+
+
+class LimitStore(Protocol):
+    async def gcra(self, checks: Sequence[GcraCheck], *, apply: bool = True) -> GcraResult:
+        """Decide every check against its key's TAT in one atomic step; if all allow and
+        ``apply``, store every candidate TAT (a key whose TAT is not ahead of now is the
+        same as an absent key, and may be deleted or left to expire)."""
+        ...
+
+    async def reset_limits(self, keys: Sequence[str]) -> None: ...
+
+    async def sweep_limits(self, limit: int) -> int:
+        """Delete up to ``limit`` keys whose TAT has passed; Redis leaves it to TTLs."""
         ...
 
 
@@ -185,7 +316,7 @@ class StateStore(Protocol):
     async def list_state(self, scope: StateScope) -> list[str]: ...
 
 
-class Store(SessionStore, StateStore, Protocol):
+class Store(SessionStore, StateStore, UserStore, LimitStore, Protocol):
     """A backend: open it, use it, close it."""
 
     url: StoreURL
@@ -234,6 +365,20 @@ def stamp_new_session(new: NewSessionRow, now: float) -> SessionRow:
         metadata=new.metadata,
         generation=1,
     )
+
+
+def refresh_of_spent(
+    row: SessionRow, token_hash: str, new_token_hash: str, grace: float, now: float
+) -> RefreshOutcome:
+    """For a spent hash: a replay of the latest rotation within grace, else a reuse."""
+    replay = (
+        row.prev_token_hash == token_hash
+        and row.token_hash == new_token_hash
+        and row.rotated_at is not None
+        and now - row.rotated_at <= grace
+        and row.is_live(now)
+    )
+    return "replayed" if replay else "reused"
 
 
 def touch_due(row: SessionRow, now: float, touch_interval: float | None) -> bool:

@@ -26,15 +26,18 @@ from .base import (
     Lookup,
     NewSessionRow,
     PoolStats,
+    Refreshed,
     SessionKey,
     SessionRow,
     StateRow,
     StateScope,
     StateWrite,
+    refresh_of_spent,
     stamp_new_session,
     touch_due,
     version_matches,
 )
+from .memory_accounts import MemoryAccounts
 
 T = TypeVar("T")
 _ScopeKey = tuple[str, str, str]
@@ -45,7 +48,7 @@ def _scope_key(scope: StateScope) -> _ScopeKey:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class MemoryStore:
+class MemoryStore(MemoryAccounts):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, MemoryOptions)
         self.url = url
@@ -56,8 +59,11 @@ class MemoryStore:
         self._sessions: dict[str, SessionRow] = {}
         self._tokens: dict[str, str] = {}
         self._by_user: dict[str, dict[str, None]] = {}
+        self._spent: dict[str, str] = {}  # spent token hash -> session id
+        self._spent_of: dict[str, list[str]] = {}
         self._state: dict[_ScopeKey, dict[str, StateRow]] = {}
         self._lru: OrderedDict[_Entry, None] = OrderedDict()
+        MemoryAccounts.__init__(self)
 
     @property
     def backend(self) -> str:
@@ -104,6 +110,8 @@ class MemoryStore:
     def _forget(self, entry: _Entry) -> None:
         if entry[0] == "s":
             self._drop_session(entry[1])
+        elif entry[0] == "l":
+            self._limits.pop(entry[1], None)
         else:
             key, name = (entry[0], entry[1], entry[2]), entry[3]
             docs = self._state.get(key)
@@ -119,6 +127,8 @@ class MemoryStore:
             return
         if self._tokens.get(row.token_hash) == session_id:
             del self._tokens[row.token_hash]
+        for spent in self._spent_of.pop(session_id, []):
+            self._spent.pop(spent, None)
         owned = self._by_user.get(row.user_id)
         if owned is not None:
             owned.pop(session_id, None)
@@ -190,11 +200,40 @@ class MemoryStore:
             row = self._get(key)
             if row is None or not row.is_live(now):
                 return Lookup(row, now)
-            del self._tokens[row.token_hash]
-            rotated = replace(
-                _touched(row, now), token_hash=new_token_hash, generation=row.generation + 1
-            )
-            return Lookup(self._put(rotated), now)
+            return Lookup(self._rotate(row, new_token_hash, now), now)
+
+        return self._locked(op)
+
+    def _rotate(self, row: SessionRow, new_token_hash: str, now: float) -> SessionRow:
+        del self._tokens[row.token_hash]
+        self._spent[row.token_hash] = row.session_id
+        self._spent_of.setdefault(row.session_id, []).append(row.token_hash)
+        rotated = replace(
+            _touched(row, now),
+            token_hash=new_token_hash,
+            generation=row.generation + 1,
+            prev_token_hash=row.token_hash,
+            rotated_at=now,
+        )
+        return self._put(rotated)
+
+    async def refresh_session(
+        self, token_hash: str, new_token_hash: str, *, grace: float
+    ) -> Refreshed:
+        def op(now: float) -> Refreshed:
+            row = self._get(ByToken(token_hash))
+            if row is not None:
+                if not row.is_live(now):
+                    return Refreshed("dead", row, now)
+                return Refreshed("rotated", self._rotate(row, new_token_hash, now), now)
+            row = self._sessions.get(self._spent.get(token_hash, ""))
+            if row is None:
+                return Refreshed("unknown", None, now)
+            outcome = refresh_of_spent(row, token_hash, new_token_hash, grace, now)
+            if outcome == "reused" and row.is_live(now):
+                self._revoke(row, now)
+                row = self._sessions[row.session_id]
+            return Refreshed(outcome, row, now)
 
         return self._locked(op)
 

@@ -7,212 +7,62 @@ touches the row when the interval has passed and returns it either way. Times co
 the server's ``clock_timestamp()`` unless a clock is injected, so app servers with skewed
 clocks agree.
 
+Rotation keeps history: the old hash becomes ``prev_token_hash`` and a row of
+``sw_spent_tokens`` (deleted with the session by a sweep). A refresh is one transaction that
+first locks the session carrying, or once carrying, the presented hash (``FOR UPDATE``), so
+parallel refreshes of one session run one after the other; the outcome is then decided by
+the same rule as every backend (``base.refresh_of_spent``).
+
 Failures: connection loss, pool timeouts, deadlocks and serialization failures are
 retried. A transaction that failed before COMMIT was rolled back, so even a
 compare-and-set is retried then; one that lost its connection during COMMIT may have been
 applied, so a compare-and-set is not repeated and raises ``StorageUnavailable``.
+
+Modules: the pool, lifecycle and retry rules are in :mod:`.postgres_core`, users and limits
+in :mod:`.postgres_accounts`, statements in :mod:`.postgres_sql`, tables and migrations in
+:mod:`.postgres_schema`; this one holds sessions and state.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Any
 
-import anyio
-import psycopg
-from psycopg import AsyncConnection, sql
-from psycopg.conninfo import make_conninfo
-from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..clock import Clock
-from ..errors import ConfigurationError, SessionwardError, StorageError
-from ..urls import PostgresOptions, StoreURL
+from ..errors import ConfigurationError
 from .base import (
     ById,
     Created,
     Lookup,
     NewSessionRow,
-    PoolStats,
+    Refreshed,
     SessionKey,
     SessionRow,
     StateRow,
     StateScope,
     StateWrite,
+    refresh_of_spent,
     stamp_new_session,
     version_matches,
 )
-from .postgres_schema import lock_key, migrate
-from .postgres_sql import Params, compose, key_params, state_params
-from .retry import Retrier
+from .postgres_accounts import PostgresAccounts
+from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
+from .postgres_schema import lock_key
+from .postgres_sql import Params, key_params, state_params
 
-T = TypeVar("T")
-Conn = AsyncConnection[TupleRow]
-Query = sql.SQL | sql.Composed
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Connection-level failures, and transactions the server rolled back (deadlock,
-    serialization failure): all are subclasses of ``OperationalError``."""
-    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+__all__ = ["PostgresStore", "conninfo", "is_transient"]
 
 
-def conninfo(options: PostgresOptions) -> str:
-    given: dict[str, str | int | None] = {
-        "host": options.host,
-        "port": options.port,
-        "dbname": options.dbname,
-        "user": options.user,
-        "password": options.password.get_secret_value() if options.password else None,
-        "connect_timeout": options.connect_timeout,
-        "sslmode": options.sslmode,
-        "sslrootcert": options.sslrootcert,
-        "application_name": options.application_name,
-    }
-    return make_conninfo("", **{k: v for k, v in given.items() if v is not None})
-
-
-class PostgresStore:
-    def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
-        assert isinstance(url.options, PostgresOptions)
-        if url.options.pool_min > url.options.pool_max:
-            raise ConfigurationError(
-                f"pool_min={url.options.pool_min} is larger than "
-                f"pool_max={url.options.pool_max} in the postgresql:// URL"
-            )
-        self.url = url
-        self._options = url.options
-        self._schema = url.options.schema_name
-        self._clock = clock
-        self._sql = compose(self._schema)
-        self._retry = Retrier("postgresql", is_transient)
-        self._pool: AsyncConnectionPool[Conn] | None = None
-
-    @property
-    def backend(self) -> str:
-        return "postgresql"
-
-    def __repr__(self) -> str:
-        return f"PostgresStore({self.url!r})"
-
-    # lifecycle
-
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        pool = self._new_pool()
-        try:
-            await pool.open(wait=True, timeout=self._options.pool_timeout)
-            await self._retry(lambda: self._migrate(pool))
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await pool.close()
-            if isinstance(exc, Exception) and not isinstance(exc, SessionwardError):
-                raise self._retry.wrap(exc) from exc
-            raise
-        self._pool = pool
-
-    def _new_pool(self) -> AsyncConnectionPool[Conn]:
-        o = self._options
-        return AsyncConnectionPool(
-            conninfo(o),
-            kwargs={"autocommit": True},
-            min_size=o.pool_min,
-            max_size=o.pool_max,
-            timeout=o.pool_timeout,
-            name=f"sessionward:{o.schema_name}",
-            open=False,
-        )
-
-    async def _migrate(self, pool: AsyncConnectionPool[Conn]) -> None:
-        async with pool.connection() as conn:
-            await migrate(conn, self._schema)
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def ping(self) -> float:
-        async def op() -> float:
-            async with self._live_pool().connection() as conn:
-                start = time.perf_counter()
-                await conn.execute("SELECT 1")
-                return time.perf_counter() - start
-
-        # A health check reports the store as it is: one attempt, no retries.
-        return await self._retry(op, idempotent=False)
-
-    async def server_version(self) -> str:
-        row = await self._one(sql.SQL("SHOW server_version"), {})
-        assert row is not None
-        return str(row[0])
-
-    def pool_stats(self) -> PoolStats:
-        if self._pool is None:
-            return PoolStats(in_use=0, idle=0, waiting=0, max_size=self._options.pool_max)
-        stats = self._pool.get_stats()
-        idle = stats.get("pool_available", 0)
-        return PoolStats(
-            in_use=max(stats.get("pool_size", 0) - idle, 0),
-            idle=idle,
-            waiting=stats.get("requests_waiting", 0),
-            max_size=stats.get("pool_max", self._options.pool_max),
-        )
-
-    # plumbing
-
-    def _now(self) -> float | None:
-        return None if self._clock is None else self._clock.now()
-
-    def _live_pool(self) -> AsyncConnectionPool[Conn]:
-        if self._pool is None:
-            raise StorageError("the postgresql store is not open: await store.open() first")
-        return self._pool
-
-    async def _one(
-        self, query: Query, params: Params, *, idempotent: bool = True
-    ) -> TupleRow | None:
-        async def op() -> TupleRow | None:
-            async with self._live_pool().connection() as conn:
-                return await _fetch_one(conn, query, params)
-
-        return await self._retry(op, idempotent=idempotent)
-
-    async def _all(self, query: Query, params: Params) -> list[TupleRow]:
-        async def op() -> list[TupleRow]:
-            async with self._live_pool().connection() as conn:
-                return await _fetch_all(conn, query, params)
-
-        return await self._retry(op)
-
-    async def _transaction(
-        self, work: Callable[[Conn], Awaitable[T]], *, idempotent: bool = True
-    ) -> T:
-        """Run ``work`` in a transaction, retried while a failure proves it was not applied."""
-
-        async def attempt() -> T:
-            async with self._live_pool().connection() as conn:
-                committing = False
-                try:
-                    async with conn.transaction():
-                        result = await work(conn)
-                        committing = True
-                except psycopg.OperationalError as exc:
-                    if committing and not idempotent and not isinstance(exc, TransactionRollback):
-                        raise self._retry.wrap(exc) from exc  # maybe committed: never repeat
-                    raise
-                return result
-
-        return await self._retry(attempt)
+class PostgresStore(PostgresAccounts):
+    """Sessions and state; users and limits come from :class:`PostgresAccounts`, the pool
+    and the retry rules from :class:`~.postgres_core.PostgresCore`."""
 
     async def _lock_user(self, conn: Conn, user_id: str) -> float:
         """Serialize with every other writer of this user's session list; return now."""
         key = lock_key(self._schema, "user", user_id)
-        row = await _fetch_one(conn, self._sql.lock, {"lock": key, "now": self._now()})
+        row = await fetch_one(conn, self._sql.lock, {"lock": key, "now": self._now()})
         assert row is not None
         return float(row[0])
 
@@ -226,14 +76,14 @@ class PostgresStore:
         self, conn: Conn, user_id: str, now: float | None
     ) -> tuple[list[SessionRow], float]:
         """The user's live sessions, oldest first, and the time they were judged at."""
-        rows = await _fetch_all(conn, self._sql.live_of_user, {"user_id": user_id, "now": now})
+        rows = await fetch_all(conn, self._sql.live_of_user, {"user_id": user_id, "now": now})
         return [_session(r[1:]) for r in rows if r[1] is not None], float(rows[0][0])
 
     async def _revoke(self, conn: Conn, session_ids: list[str], now: float) -> tuple[str, ...]:
         if not session_ids:
             return ()
         params = {"session_ids": session_ids, "now": now}
-        revoked = await _fetch_all(conn, self._sql.revoke_ids, params)
+        revoked = await fetch_all(conn, self._sql.revoke_ids, params)
         await self._drop_state(conn, revoked)
         done = {r[0] for r in revoked}
         return tuple(s for s in session_ids if s in done)
@@ -245,7 +95,7 @@ class PostgresStore:
     ) -> Created:
         async def work(conn: Conn) -> Created:
             now = await self._lock_user(conn, new.user_id)
-            existing = await _fetch_one(conn, self._sql.get_session, asdict(new))
+            existing = await fetch_one(conn, self._sql.get_session, asdict(new))
             if existing is not None:
                 if _session(existing).token_hash != new.token_hash:
                     raise ConfigurationError("session id collision")
@@ -255,7 +105,7 @@ class PostgresStore:
             if excess > 0 and not evict_oldest:
                 return Created(None, ())
             evicted = await self._revoke(conn, [r.session_id for r in live[: max(excess, 0)]], now)
-            row = await _fetch_one(
+            row = await fetch_one(
                 conn, self._sql.insert_session, asdict(stamp_new_session(new, now))
             )
             assert row is not None
@@ -274,14 +124,45 @@ class PostgresStore:
         # In a transaction, not autocommit, so that a connection found dead before COMMIT
         # (after a server restart) is retried rather than reported as a maybe-rotation.
         async def work(conn: Conn) -> Lookup:
-            return _lookup(await _fetch_one(conn, self._sql.rotate(key), params))
+            return _lookup(await fetch_one(conn, self._sql.rotate(key), params))
 
+        return await self._transaction(work, idempotent=False)
+
+    async def refresh_session(
+        self, token_hash: str, new_token_hash: str, *, grace: float
+    ) -> Refreshed:
+        lock = {"token_hash": token_hash, "now": self._now()}
+
+        # One transaction holding the session row FOR UPDATE from the first statement, so
+        # parallel refreshes of one session run one after the other: the first rotates and
+        # the others find the hash spent, by the rotation they waited for.
+        async def work(conn: Conn) -> Refreshed:
+            found = _lookup(await fetch_one(conn, self._sql.lock_for_refresh, lock))
+            row, now = found.row, found.now
+            if row is None:
+                return Refreshed("unknown", None, now)
+            if row.token_hash == token_hash:
+                if not row.is_live(now):
+                    return Refreshed("dead", row, now)
+                key = {**key_params(ById(row.user_id, row.session_id)), "now": now}
+                params = {**key, "new_token_hash": new_token_hash}
+                rotated = _lookup(await fetch_one(conn, self._sql.rotate_by_id, params)).row
+                assert rotated is not None and rotated.token_hash == new_token_hash  # locked
+                return Refreshed("rotated", rotated, now)
+            outcome = refresh_of_spent(row, token_hash, new_token_hash, grace, now)
+            if outcome == "reused" and row.is_live(now):
+                await self._revoke(conn, [row.session_id], now)
+                row = replace(row, revoked_at=now)
+            return Refreshed(outcome, row, now)
+
+        # Not repeatable after a lost COMMIT: the repeat would find its own rotation, and
+        # past the grace period call it a reuse and revoke the session.
         return await self._transaction(work, idempotent=False)
 
     async def revoke_session(self, key: ById) -> bool:
         async def work(conn: Conn) -> bool:
             params = {**key_params(key), "now": self._now()}
-            revoked = await _fetch_all(conn, self._sql.revoke_one, params)
+            revoked = await fetch_all(conn, self._sql.revoke_one, params)
             await self._drop_state(conn, revoked)
             return bool(revoked)
 
@@ -308,8 +189,10 @@ class PostgresStore:
             return 0
 
         async def work(conn: Conn) -> int:
-            swept = await _fetch_all(conn, self._sql.sweep, {"now": self._now(), "limit": limit})
-            await self._drop_state(conn, swept)
+            swept = await fetch_all(conn, self._sql.sweep, {"now": self._now(), "limit": limit})
+            if swept:  # their state and their spent hashes go with them
+                params = {"session_ids": [r[0] for r in swept], "user_ids": [r[1] for r in swept]}
+                await conn.execute(self._sql.drop_swept, params)
             return len(swept)
 
         return await self._transaction(work)
@@ -337,25 +220,25 @@ class PostgresStore:
         live = await self._owner_live(conn, scope, params)
         current = await self._locked_version(conn, params)
         if live and current is None and expected in (None, 0):
-            if await _fetch_one(conn, self._sql.create_state, params) is not None:
+            if await fetch_one(conn, self._sql.create_state, params) is not None:
                 return StateWrite(True, 1)
             current = await self._locked_version(conn, params)  # a rival's, locked by us now
         if not live:
             return StateWrite(False, current, owner_live=False)
         if not version_matches(current, expected):
             return StateWrite(False, current)
-        row = await _fetch_one(conn, self._sql.update_state, params)
+        row = await fetch_one(conn, self._sql.update_state, params)
         assert row is not None  # the row is locked by this transaction
         return StateWrite(True, int(row[0]))
 
     async def _owner_live(self, conn: Conn, scope: StateScope, params: Params) -> bool:
         if scope.kind == "user":
             return True
-        row = await _fetch_one(conn, self._sql.owner_live, params)
+        row = await fetch_one(conn, self._sql.owner_live, params)
         return row is not None and bool(row[0])
 
     async def _locked_version(self, conn: Conn, params: Params) -> int | None:
-        row = await _fetch_one(conn, self._sql.lock_state, params)
+        row = await fetch_one(conn, self._sql.lock_state, params)
         return None if row is None else int(row[0])
 
     async def delete_state(
@@ -379,16 +262,6 @@ class PostgresStore:
         params = {**state_params(scope, ""), "now": self._now()}
         rows = await self._all(self._sql.state_names, params)
         return [str(r[0]) for r in rows]
-
-
-async def _fetch_one(conn: Conn, query: Query, params: Params) -> TupleRow | None:
-    cur = await conn.execute(query, params)
-    return await cur.fetchone()
-
-
-async def _fetch_all(conn: Conn, query: Query, params: Params) -> list[TupleRow]:
-    cur = await conn.execute(query, params)
-    return await cur.fetchall()
 
 
 def _session(row: Sequence[Any]) -> SessionRow:

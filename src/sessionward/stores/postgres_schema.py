@@ -4,6 +4,10 @@ Migrations run in one transaction under an advisory lock derived from the schema
 any number of processes may open the same fresh schema at once: the first one in creates
 the tables, the others find them there. An up-to-date schema is recognised with two reads
 and no lock, so a role without CREATE privilege can open a schema someone else created.
+
+Migrations are append-only: a released one is never edited, a change is a new one. Version 2
+adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes), users, and
+GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`).
 """
 
 from __future__ import annotations
@@ -46,8 +50,105 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (kind, user_id, owner_id, name)
         )""",
     ),
+    (
+        # Nullable and without defaults: instant on a large table, and old rows read as
+        # "never rotated".
+        "ALTER TABLE {sessions} ADD COLUMN prev_token_hash text, ADD COLUMN rotated_at float8",
+        # Every hash a session has carried, until a sweep deletes the session.
+        """CREATE TABLE {spent} (
+            token_hash text PRIMARY KEY,
+            session_id text NOT NULL,
+            user_id text NOT NULL
+        )""",
+        "CREATE INDEX sw_spent_tokens_by_session ON {spent} (session_id)",
+        # "C": comparisons and order by code point, as Python's sorted() (list_users pages).
+        """CREATE TABLE {users} (
+            user_id text PRIMARY KEY,
+            username text NOT NULL,
+            username_key text COLLATE "C" NOT NULL UNIQUE,
+            password_hash text NOT NULL,
+            roles text NOT NULL,
+            disabled boolean NOT NULL,
+            created_at float8 NOT NULL,
+            updated_at float8 NOT NULL
+        )""",
+        """CREATE TABLE {limits} (
+            key text COLLATE "C" PRIMARY KEY,
+            tat float8 NOT NULL
+        )""",
+        "CREATE INDEX sw_limits_by_tat ON {limits} (tat)",
+        "{gcra_function}",
+    ),
 )
 LATEST = len(_MIGRATIONS)
+
+# One GCRA decision over many keys, atomic and in one round trip. With ``_apply`` it takes
+# every key's row lock in sorted ("C") key order, each one fully (locked, or inserted by this
+# transaction) before the next, so concurrent calls never deadlock; a key without a row gets
+# a placeholder (TAT -infinity: "absent"), deleted again unless the decision is applied.
+# The clock is read after the locks, so a caller that waited never decides in the past.
+# Without ``_apply`` (a peek) it only reads, in one snapshot. The rule restates
+# ``base.gcra_candidate``; with duplicate keys each check is decided against the stored TAT
+# and the last one's candidate is stored, as the memory store does.
+GCRA_FUNCTION = """CREATE FUNCTION {gcra}(
+    _keys text[], _periods float8[], _capacities float8[], _costs float8[],
+    _apply boolean, _now float8
+) RETURNS TABLE (allowed boolean[], tats float8[], now float8)
+LANGUAGE plpgsql VOLATILE AS $sw_gcra$
+DECLARE
+    _key text;
+    _clock float8;
+    _all boolean;
+    _inserted text[] := ARRAY[]::text[];
+BEGIN
+    IF cardinality(_keys) IS DISTINCT FROM cardinality(_periods)
+        OR cardinality(_keys) IS DISTINCT FROM cardinality(_capacities)
+        OR cardinality(_keys) IS DISTINCT FROM cardinality(_costs) THEN
+        RAISE EXCEPTION 'sw_gcra: the four arrays must have one element per check';
+    END IF;
+    IF _apply THEN
+        FOR _key IN SELECT DISTINCT u.k COLLATE "C" FROM unnest(_keys) AS u(k) ORDER BY 1 LOOP
+            LOOP
+                PERFORM 1 FROM {limits} AS l WHERE l.key = _key FOR UPDATE;
+                EXIT WHEN FOUND;
+                -- Waits for a rival that is inserting the same key, then finds its row.
+                INSERT INTO {limits} (key, tat) VALUES (_key, '-infinity') ON CONFLICT DO NOTHING;
+                IF FOUND THEN
+                    _inserted := _inserted || _key;
+                    EXIT;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END IF;
+    _clock := COALESCE(_now, extract(epoch FROM clock_timestamp())::float8);
+    SELECT COALESCE(array_agg(d.ok ORDER BY d.i), ARRAY[]::boolean[]),
+           COALESCE(array_agg(d.candidate ORDER BY d.i), ARRAY[]::float8[]),
+           COALESCE(bool_and(d.ok), true)
+    INTO allowed, tats, _all
+    FROM (
+        SELECT c.i, c.cost < 0 OR x.candidate - _clock <= c.capacity AS ok, x.candidate
+        FROM unnest(_keys, _periods, _capacities, _costs)
+            WITH ORDINALITY AS c(k, period, capacity, cost, i)
+        LEFT JOIN {limits} AS l ON l.key = c.k
+        CROSS JOIN LATERAL (
+            SELECT GREATEST(GREATEST(l.tat, _clock) + c.cost * c.period, _clock) AS candidate
+        ) AS x
+    ) AS d;
+    IF _apply AND _all THEN
+        UPDATE {limits} AS l SET tat = latest.candidate
+        FROM (
+            SELECT DISTINCT ON (u.k) u.k, u.candidate
+            FROM unnest(_keys, tats) WITH ORDINALITY AS u(k, candidate, i)
+            ORDER BY u.k, u.i DESC
+        ) AS latest
+        WHERE l.key = latest.k;
+    ELSIF cardinality(_inserted) > 0 THEN
+        DELETE FROM {limits} AS l WHERE l.key = ANY(_inserted);
+    END IF;
+    now := _clock;
+    RETURN NEXT;
+END
+$sw_gcra$"""
 
 
 def lock_key(*parts: str) -> int:
@@ -56,10 +157,12 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def migrate(conn: AsyncConnection[Any], schema: str) -> int:
-    """Bring ``schema`` to :data:`LATEST`; return the version it was at before."""
+async def migrate(conn: AsyncConnection[Any], schema: str, *, target: int = LATEST) -> int:
+    """Bring ``schema`` to ``target`` (:data:`LATEST`; tests build old schemas with less);
+    return the version it was at before."""
     found = await _installed_version(conn, schema)
-    if found == LATEST:
+    if found >= target:
+        _check_known(found, schema)
         return found
     _check_known(found, schema)
     async with conn.transaction():
@@ -73,7 +176,7 @@ async def migrate(conn: AsyncConnection[Any], schema: str) -> int:
         )
         found = await _read_version(conn, schema)
         _check_known(found, schema)
-        for version in range(found + 1, LATEST + 1):
+        for version in range(found + 1, target + 1):
             await _apply(conn, schema, version)
     return found
 
@@ -95,16 +198,26 @@ async def _read_version(conn: AsyncConnection[Any], schema: str) -> int:
 
 
 async def _apply(conn: AsyncConnection[Any], schema: str, version: int) -> None:
-    names = {
-        "sessions": sql.Identifier(schema, "sw_sessions"),
-        "state": sql.Identifier(schema, "sw_state"),
-    }
+    names = table_names(schema)
+    names["gcra_function"] = sql.SQL(GCRA_FUNCTION).format(**names)
     for statement in _MIGRATIONS[version - 1]:
         await conn.execute(sql.SQL(statement).format(**names))
     await conn.execute(
         sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(_version_table(schema)),
         [version],
     )
+
+
+def table_names(schema: str) -> dict[str, sql.Composable]:
+    """The schema's tables and functions, qualified, for ``sql.SQL.format``."""
+    return {
+        "sessions": sql.Identifier(schema, "sw_sessions"),
+        "state": sql.Identifier(schema, "sw_state"),
+        "spent": sql.Identifier(schema, "sw_spent_tokens"),
+        "users": sql.Identifier(schema, "sw_users"),
+        "limits": sql.Identifier(schema, "sw_limits"),
+        "gcra": sql.Identifier(schema, "sw_gcra"),
+    }
 
 
 def _version_table(schema: str) -> sql.Identifier:

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import sql
 
 from .base import ByToken, SessionKey, StateScope
+from .postgres_schema import table_names
 
 Params = dict[str, Any]
 
@@ -29,6 +30,18 @@ SESSION_COLUMNS = (
     "user_agent",
     "metadata",
     "generation",
+    "prev_token_hash",
+    "rotated_at",
+)
+USER_COLUMNS = (
+    "user_id",
+    "username",
+    "username_key",
+    "password_hash",
+    "roles",
+    "disabled",
+    "created_at",
+    "updated_at",
 )
 
 _CLOCK = (
@@ -69,25 +82,50 @@ _FIND = (
     + _PICK
 )
 
+# The old hash becomes prev_token_hash and is remembered as spent, in the same statement.
+# Hashes are random, so one is never spent twice; if it were, the latest rotation would own
+# it, as in the memory store.
 _ROTATE = (
     _CLOCK
     + """, changed AS (
     UPDATE {sessions} AS s
     SET token_hash = %(new_token_hash)s, generation = s.generation + 1,
+        prev_token_hash = s.token_hash, rotated_at = clock.now,
         last_seen_at = clock.now,
         idle_expires_at = LEAST(clock.now + s.idle_timeout, s.expires_at)
     FROM clock
     WHERE {key} AND s.revoked_at IS NULL AND clock.now < s.idle_expires_at
     RETURNING {s_cols}
+), spent AS (
+    INSERT INTO {spent} (token_hash, session_id, user_id)
+    SELECT changed.prev_token_hash, changed.session_id, changed.user_id FROM changed
+    ON CONFLICT (token_hash) DO UPDATE
+    SET session_id = excluded.session_id, user_id = excluded.user_id
 )"""
     + _PICK
 )
+
+# Locks the session that carries the hash, or once carried it, and returns the row as locked
+# (FOR UPDATE returns the latest version, even one committed while this statement waited);
+# the clock is read after the lock, so a waiter never judges a rival's rotation in the past.
+_LOCK_FOR_REFRESH = """WITH target AS MATERIALIZED (
+    SELECT {s_cols} FROM {sessions} AS s
+    WHERE s.session_id = COALESCE(
+        (SELECT c.session_id FROM {sessions} AS c WHERE c.token_hash = %(token_hash)s),
+        (SELECT p.session_id FROM {spent} AS p WHERE p.token_hash = %(token_hash)s))
+    FOR UPDATE OF s
+), clock AS MATERIALIZED (
+    SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now
+    FROM (SELECT count(*) FROM target) AS locked
+)
+SELECT clock.now, target.* FROM clock LEFT JOIN target ON true"""
 
 _TEMPLATES = {
     "find_by_token": _FIND.replace("{key}", _BY_HASH),
     "find_by_id": _FIND.replace("{key}", _BY_ID),
     "rotate_by_token": _ROTATE.replace("{key}", _BY_HASH),
     "rotate_by_id": _ROTATE.replace("{key}", _BY_ID),
+    "lock_for_refresh": _LOCK_FOR_REFRESH,
     # Waits for the user's lock, then reads the clock, so times never run backwards
     # between two transactions that hold it one after the other.
     "lock": """WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(%(lock)s::int8))
@@ -122,6 +160,14 @@ RETURNING s.session_id, s.user_id""",
     "drop_session_state": """DELETE FROM {state} AS t
 USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
 WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id""",
+    # After the sweep's DELETE, as its own statement: a fresh snapshot sees a spent hash or
+    # a document committed while the sweep waited for the session row.
+    "drop_swept": """WITH documents AS (
+    DELETE FROM {state} AS t
+    USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
+    WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id
+)
+DELETE FROM {spent} WHERE session_id = ANY(%(session_ids)s::text[])""",
     # FOR SHARE: a concurrent revoke (an UPDATE of the row) waits for this transaction, so
     # either it sees our write and deletes it, or we see it revoked and write nothing.
     "owner_live": _CLOCK
@@ -147,12 +193,62 @@ RETURNING t.version""",
 }
 
 
+_ACCOUNT_TEMPLATES = {
+    "create_user": _CLOCK
+    + """
+INSERT INTO {users} ({u_cols})
+SELECT %(user_id)s, %(username)s, %(username_key)s, %(password_hash)s, %(roles)s,
+       false, clock.now, clock.now
+FROM clock
+ON CONFLICT DO NOTHING
+RETURNING {u_cols}""",
+    "get_user": "SELECT {u_cols} FROM {users} WHERE user_id = %(user_id)s",
+    "find_user": "SELECT {u_cols} FROM {users} WHERE username_key = %(username_key)s",
+    "list_users": """SELECT {u_cols} FROM {users}
+WHERE %(after)s::text IS NULL OR username_key > %(after)s::text COLLATE "C"
+ORDER BY username_key COLLATE "C" LIMIT %(limit)s""",
+    # The rule of memory_accounts.apply_change; NULL leaves a field as it is.
+    "update_user": _CLOCK
+    + """
+UPDATE {users} AS u
+SET password_hash = COALESCE(%(password_hash)s::text, u.password_hash),
+    disabled = COALESCE(%(disabled)s::boolean, u.disabled),
+    roles = COALESCE(%(roles)s::text, u.roles),
+    updated_at = clock.now
+FROM clock
+WHERE u.user_id = %(user_id)s
+  AND (%(expected_hash)s::text IS NULL OR u.password_hash = %(expected_hash)s::text)
+RETURNING {u_qualified}""",
+    "gcra": """SELECT allowed, tats, now FROM {gcra}(%(keys)s::text[], %(periods)s::float8[],
+    %(capacities)s::float8[], %(costs)s::float8[], %(apply)s::boolean, %(now)s::float8)""",
+    # Row locks in the order sw_gcra takes them, so a reset never deadlocks with a decision.
+    "reset_limits": """WITH doomed AS (
+    SELECT l.key FROM {limits} AS l WHERE l.key = ANY(%(keys)s::text[])
+    ORDER BY l.key FOR UPDATE
+), gone AS (
+    DELETE FROM {limits} AS l USING doomed WHERE l.key = doomed.key RETURNING 1
+)
+SELECT count(*) FROM gone""",
+    # SKIP LOCKED: never waits for a decision in progress (its row is not passed anyway).
+    "sweep_limits": _CLOCK
+    + """, doomed AS (
+    SELECT l.key FROM {limits} AS l WHERE l.tat <= (SELECT now FROM clock)
+    LIMIT %(limit)s
+    FOR UPDATE OF l SKIP LOCKED
+), gone AS (
+    DELETE FROM {limits} AS l USING doomed WHERE l.key = doomed.key RETURNING 1
+)
+SELECT count(*) FROM gone""",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     find_by_token: sql.Composed
     find_by_id: sql.Composed
     rotate_by_token: sql.Composed
     rotate_by_id: sql.Composed
+    lock_for_refresh: sql.Composed
     lock: sql.Composed
     get_session: sql.Composed
     insert_session: sql.Composed
@@ -161,6 +257,7 @@ class Statements:
     revoke_one: sql.Composed
     sweep: sql.Composed
     drop_session_state: sql.Composed
+    drop_swept: sql.Composed
     owner_live: sql.Composed
     lock_state: sql.Composed
     create_state: sql.Composed
@@ -168,6 +265,14 @@ class Statements:
     delete_state: sql.Composed
     get_state: sql.Composed
     state_names: sql.Composed
+    create_user: sql.Composed
+    get_user: sql.Composed
+    find_user: sql.Composed
+    list_users: sql.Composed
+    update_user: sql.Composed
+    gcra: sql.Composed
+    reset_limits: sql.Composed
+    sweep_limits: sql.Composed
 
     def find(self, key: SessionKey) -> sql.Composed:
         return self.find_by_token if isinstance(key, ByToken) else self.find_by_id
@@ -178,13 +283,15 @@ class Statements:
 
 def compose(schema: str) -> Statements:
     names = {
-        "sessions": sql.Identifier(schema, "sw_sessions"),
-        "state": sql.Identifier(schema, "sw_state"),
+        **table_names(schema),
         "cols": sql.SQL(", ").join(map(sql.Identifier, SESSION_COLUMNS)),
         "s_cols": sql.SQL(", ").join(sql.Identifier("s", c) for c in SESSION_COLUMNS),
         "values": sql.SQL(", ").join(map(sql.Placeholder, SESSION_COLUMNS)),
+        "u_cols": sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS)),
+        "u_qualified": sql.SQL(", ").join(sql.Identifier("u", c) for c in USER_COLUMNS),
     }
-    composed = {f.name: sql.SQL(_TEMPLATES[f.name]).format(**names) for f in fields(Statements)}
+    templates = {**_TEMPLATES, **_ACCOUNT_TEMPLATES}
+    composed = {f.name: sql.SQL(templates[f.name]).format(**names) for f in fields(Statements)}
     return Statements(**composed)
 
 

@@ -11,41 +11,33 @@ with a ``FakeClock`` expiry follows the fake time while Redis only collects the 
 Session keys expire at ``idle_expires_at``, so on the server's clock a sweep has nothing left
 to delete; on an injected clock it deletes what that clock calls dead, as SQL stores do.
 
-redis-py's own retries are switched off: a script re-sent after a dropped connection may
-apply twice. The :class:`~.retry.Retrier` repeats only what is safe to repeat.
+A rotation keeps the old hash's route and adds it to the session's spent set, so that a
+refresh presenting it is still led to the session and can tell a replay from a reuse.
+
+Connection, pool and retries are in :mod:`.redis_conn`; users and limits in
+:mod:`.redis_accounts`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
-from functools import cache
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
-from redis import exceptions as redis_errors  # through the package: a missing driver fails here
-from redis.asyncio import Redis
-from redis.asyncio.connection import (
-    BlockingConnectionPool,
-    Connection,
-    SSLConnection,
-    UnixDomainSocketConnection,
-)
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.credentials import UsernamePasswordCredentialProvider
+# Imported here too, so that a missing driver fails in this very module (create_store turns
+# that into an install hint) even when the modules below are already loaded.
+import redis  # noqa: F401
 
 from ..clock import Clock
 from ..errors import ConfigurationError
-from ..urls import RedisOptions, StoreURL
+from ..urls import StoreURL
 from .base import (
     ById,
     ByToken,
     Created,
     Lookup,
     NewSessionRow,
-    PoolStats,
+    Refreshed,
     SessionKey,
     SessionRow,
     StateRow,
@@ -53,8 +45,8 @@ from .base import (
     StateWrite,
     touch_due,
 )
+from .redis_accounts import RedisAccounts
 from .redis_keys import (
-    KeyLayout,
     Owner,
     RouteCache,
     encode_id,
@@ -68,145 +60,23 @@ from .redis_keys import (
     ttl_ms,
     version_arg,
 )
-from .retry import Retrier
 
-T = TypeVar("T")
-
-# One Lua file per atomic operation, each run with lua/prelude.lua in front of it.
-_SESSION_SCRIPTS = ("create", "find", "rotate", "revoke", "revoke_all", "list", "sweep")
-_SCRIPTS = (*_SESSION_SCRIPTS, "state_get", "state_list", "state_put", "state_delete")
 # A route is written before its session exists, when the session's expiry is not yet known.
 _ROUTE_SLACK = 60.0
 # A sweep (with an injected clock only) looks at no more than this many SCAN pages.
 _SWEEP_PAGES, _SWEEP_PAGE = 1000, 1000
 
 
-@cache
-def _source(name: str) -> str:
-    lua = resources.files(__package__) / "lua"
-    prelude = (lua / "prelude.lua").read_text("utf-8")
-    return prelude + "\n" + (lua / f"{name}.lua").read_text("utf-8")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the server or the pool could not be reached in time. Bad credentials
-    are connection errors to redis-py, but retrying them cannot help."""
-    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
-        return False
-    return isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError)
-
-
-def _connection_kwargs(o: RedisOptions) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "db": o.db,
-        "socket_timeout": o.socket_timeout,
-        "socket_connect_timeout": o.connect_timeout,
-        "decode_responses": True,
-        "protocol": 2,  # the same replies on redis-py 5, 7 and 8, and on any server
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if o.password is not None:
-        # inside a provider, the password stays out of the pool's connection_kwargs and reprs
-        secret = o.password.get_secret_value()
-        kwargs["credential_provider"] = UsernamePasswordCredentialProvider(o.username, secret)
-    elif o.username is not None:
-        kwargs["username"] = o.username
-    if o.unix_socket_path is not None:
-        socket = {"path": o.unix_socket_path, "connection_class": UnixDomainSocketConnection}
-        return {**kwargs, **socket}
-    address = {"host": o.host, "port": o.port}
-    if not o.ssl:
-        return {**kwargs, **address, "connection_class": Connection}
-    tls = {"ssl_ca_certs": o.ssl_ca_certs, "ssl_cert_reqs": o.ssl_cert_reqs}
-    return {**kwargs, **address, **tls, "connection_class": SSLConnection}
-
-
-class _CountingPool(BlockingConnectionPool):
-    """Counts the callers waiting for a connection, which redis-py does not expose."""
-
-    waiting = 0
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        get: Callable[..., Awaitable[Any]] = super().get_connection  # typed or not per version
-        self.waiting += 1
-        try:
-            return await get(*args, **kwargs)
-        finally:
-            self.waiting -= 1
-
-
-class RedisStore:
+class RedisStore(RedisAccounts):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
-        assert isinstance(url.options, RedisOptions)
-        self.url = url
-        self._options = url.options
-        self._clock = clock
-        self._keys = KeyLayout(url.options.key_prefix)
-        self._routes = RouteCache(url.options.route_cache_size)
-        self._retry = Retrier("redis", is_transient)
-        # No I/O here: redis-py connects on first use.
-        self._pool = _CountingPool(
-            max_connections=url.options.max_connections,
-            timeout=url.options.pool_timeout,
-            **_connection_kwargs(url.options),
-        )
-        self._client = Redis.from_pool(self._pool)
-        self._scripts = {name: self._client.register_script(_source(name)) for name in _SCRIPTS}
-
-    def __repr__(self) -> str:
-        return f"RedisStore({self.url.redacted()!r})"
-
-    @property
-    def backend(self) -> str:
-        return "redis"
-
-    # lifecycle
-
-    async def open(self) -> None:
-        async def load() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            for script in self._scripts.values():
-                pipe.script_load(script.script)
-            return await pipe.execute()
-
-        await self._call(load)
+        super().__init__(url, clock=clock)
+        self._routes = RouteCache(self._options.route_cache_size)
 
     async def aclose(self) -> None:
         self._routes = RouteCache(self._options.route_cache_size)
-        await self._client.aclose()  # from_pool: the client owns the pool and closes it
-
-    async def ping(self) -> float:
-        async def op() -> float:
-            started = time.perf_counter()
-            await self._client.ping()
-            return time.perf_counter() - started
-
-        return await self._call(op)
-
-    async def server_version(self) -> str:
-        info = await self._call(lambda: self._client.info("server"))
-        return str(info["redis_version"])
-
-    def pool_stats(self) -> PoolStats:
-        # redis-py has no public pool statistics; read its lists defensively.
-        in_use = len(getattr(self._pool, "_in_use_connections", ()))
-        idle = len(getattr(self._pool, "_available_connections", ()))
-        size = self._options.max_connections
-        return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size)
+        await super().aclose()
 
     # plumbing
-
-    async def _call(self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
-        return await self._retry(op, idempotent=idempotent)
-
-    async def _script(
-        self, name: str, keys: list[str], args: list[str], *, idempotent: bool = True
-    ) -> Any:
-        script = self._scripts[name]  # EVALSHA, and SCRIPT LOAD on NOSCRIPT
-        return await self._call(lambda: script(keys=keys, args=args), idempotent=idempotent)
-
-    def _now(self) -> str:
-        return time_arg(None if self._clock is None else self._clock.now())
 
     async def _locate(self, key: SessionKey) -> Owner | Lookup:
         """The session a key names, or (no route) the answer: no such session, at this time."""
@@ -253,7 +123,7 @@ class RedisStore:
         args = [self._now(), user_id, token, *extra]
         reply = await self._script(name, keys, args, idempotent=idempotent)
         if len(reply) == 1 and isinstance(key, ByToken):
-            self._routes.forget(key.token_hash)  # gone, or rotated away
+            self._routes.forget(key.token_hash)  # gone, or spent
         row = None
         if len(reply) > 1:
             row = row_from_json(reply[1]) if isinstance(reply[1], str) else session_row(reply[1])
@@ -265,15 +135,18 @@ class RedisStore:
         self, new: NewSessionRow, *, max_sessions: int, evict_oldest: bool
     ) -> Created:
         owner = (new.user_id, new.session_id)
-        route = self._keys.route(new.token_hash)
-        # The route first: once the session exists, its token always finds it.
+        route, value = self._keys.route(new.token_hash), route_value(owner)
+        # The route first: once the session exists, its token always finds it. NX, because a
+        # route already there is the session's own (a repeated create, or since spent) and
+        # must survive this create's refusal.
         ttl = ttl_ms(new.absolute_timeout + _ROUTE_SLACK, 0.0)
-        await self._call(lambda: self._client.set(route, route_value(owner), px=ttl))
+        wrote = await self._call(lambda: self._client.set(route, value, px=ttl, nx=True))
         keys = self._keys.session(new.user_id, new.session_id)
         args = self._create_args(new, max_sessions, evict_oldest)
         reply = await self._script("create", [keys[0], keys[2]], args)
         if reply[1] in ("refused", "collision"):
-            await self._call(lambda: self._client.delete(route))
+            if wrote:
+                await self._call(lambda: self._client.delete(route))
             if reply[1] == "collision":
                 raise ConfigurationError("session id collision")
             return Created(None, ())
@@ -301,8 +174,8 @@ class RedisStore:
         raw: str | bytes | None = await self._call(lambda: self._client.get(skey))
         row = row_from_json(raw) if raw is not None else None
         if row is None or not _carries(row, owner, key):
-            if isinstance(key, ByToken):
-                self._routes.forget(key.token_hash)  # gone, or rotated away
+            if isinstance(key, ByToken) and row is None:
+                self._routes.forget(key.token_hash)  # gone (a spent hash's route stays true)
             return Lookup(None, self._clock.now() if self._clock else time.time())
         now = self._clock.now() if self._clock else _inside(row.idle_expires_at)
         if not touch_due(row, now, touch_interval):
@@ -313,25 +186,37 @@ class RedisStore:
     async def rotate_session(self, key: SessionKey, new_token_hash: str) -> Lookup:
         lookup, reply = await self._on_session("rotate", key, [new_token_hash], idempotent=False)
         if len(reply) == 3 and lookup.row is not None:
-            await self._move_route(reply[2], lookup.row, lookup.now)
+            await self._add_route(lookup.row, lookup.now)
         return lookup
 
-    async def _move_route(self, old_hash: str, row: SessionRow, now: float) -> None:
+    async def refresh_session(
+        self, token_hash: str, new_token_hash: str, *, grace: float
+    ) -> Refreshed:
+        owner = await self._locate(ByToken(token_hash))
+        if isinstance(owner, Lookup):
+            return Refreshed("unknown", None, owner.now)
+        keys = self._keys.session(*owner)
+        args = [self._now(), owner[0], token_hash, new_token_hash, time_arg(grace)]
+        # never repeated: a rotation that applied would then look like a replay, or a reuse
+        reply = await self._script("refresh", keys, args, idempotent=False)
+        now = float(reply[0])
+        if len(reply) == 2:
+            self._routes.forget(token_hash)  # its session is gone, or never carried it
+            return Refreshed("unknown", None, now)
+        row = session_row(reply[2])
+        if reply[1] in ("rotated", "replayed"):
+            await self._add_route(row, now)  # a replay re-writes it, in case it was lost
+        return Refreshed(reply[1], row, now)
+
+    async def _add_route(self, row: SessionRow, now: float) -> None:
+        """The route of a session's new token. The old token's route stays (it expires at
+        ``expires_at`` too), so that a refresh presenting the spent token finds the session."""
         owner = (row.user_id, row.session_id)
-        self._routes.forget(old_hash)
         self._routes.put(row.token_hash, owner)
-        new_route, old_route = self._keys.route(row.token_hash), self._keys.route(old_hash)
+        route, value = self._keys.route(row.token_hash), route_value(owner)
         ttl = ttl_ms(row.expires_at, now)
-
-        async def op() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.set(new_route, route_value(owner), px=ttl)
-            pipe.delete(old_route)
-            replies: list[Any] = await pipe.execute()
-            return replies
-
         # Idempotent, so retried: until it lands, only this process can find the new token.
-        await self._call(op)
+        await self._call(lambda: self._client.set(route, value, px=ttl))
 
     async def revoke_session(self, key: ById) -> bool:
         keys = self._keys.session(key.user_id, key.session_id)[:2]
@@ -375,16 +260,8 @@ class RedisStore:
         if token_hashes:
             for token_hash in token_hashes:
                 self._routes.forget(token_hash)
-            routes = [self._keys.route(token_hash) for token_hash in token_hashes]
-            await self._call(lambda: self._delete_each(routes))
+            await self._delete_each([self._keys.route(h) for h in token_hashes])
         return int(count)
-
-    async def _delete_each(self, keys: list[str]) -> None:
-        # one DEL per key: routes live in different cluster slots
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.delete(key)
-        await pipe.execute()
 
     # state
 

@@ -4,12 +4,25 @@
     P:{u:U}:idx     ZSET    U's (encoded) session ids by created_at: list, cap, revoke-all
     P:{u:U}:us      HASH    U's documents: ``d:<name>`` the data, ``v:<name>`` the version
     P:{u:U}:ss:S    HASH    session S's documents, same fields; expires with S
+    P:{u:U}:sp:S    SET     every token hash S carried before its current one; expires with S
     P:t:H           STRING  route from token hash H to its session: JSON ``[U, S]``
+    P:{u:U}:user    STRING  user U: a JSON object (lua/user_create.lua); no TTL
+    P:{u:U}:user:unclaimed  STRING  present until U's username claim is known to have
+                    landed; meanwhile U is visible only through the username index
+    P:{usernames}   HASH    username_key to user id: the uniqueness point; no TTL
+    P:{usernames}:sorted  ZSET  username_keys, score 0, for ordered pages; no TTL
+    P:rl:K          STRING  GCRA limiter K's TAT (``%.17g``); expires at that TAT
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
 index build its members' keys from ``P:{u:U}:``: undeclared, but in the declared keys' slot).
-A route lives in another slot, so it is written by its own command, never from a script.
+A route lives in another slot, so it is written by its own command, never from a script. A
+route outlives the rotation that spends its hash (it expires at the session's
+``expires_at``), so that a spent hash still leads to its session; only the session's spent
+set says whether the session really carried it. The two username keys share the tag
+``{usernames}``, so a claim adds to both at once. A user's record is in the user's slot, so
+registration is three crash-safe steps: the record with its unclaimed mark, the claim, then
+the mark's deletion (see :mod:`.redis_accounts`). Limiter keys are in a slot each.
 
 An id made only of ``[A-Za-z0-9_.@-]`` appears as it is; any other id (including one
 holding ``{``, ``}``, ``:`` or ``~``) appears as ``~`` and the unpadded urlsafe base64 of
@@ -27,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .base import SessionRow, StateScope, StateWrite
+from .base import SessionRow, StateScope, StateWrite, UserRow
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.@-]+")
 
@@ -64,9 +77,10 @@ class KeyLayout:
         return f"{self.user(user_id)}s:{encode_id(session_id)}"
 
     def session(self, user_id: str, session_id: str) -> list[str]:
-        """The session, its documents and the user's index: the keys of a session script."""
+        """The session, its documents, the user's index and the session's spent token
+        hashes: the keys of a session script."""
         base, member = self.user(user_id), encode_id(session_id)
-        return [f"{base}s:{member}", f"{base}ss:{member}", f"{base}idx"]
+        return [f"{base}s:{member}", f"{base}ss:{member}", f"{base}idx", f"{base}sp:{member}"]
 
     def documents(self, scope: StateScope) -> list[str]:
         """The documents hash, then (for a session scope) the session that owns it."""
@@ -78,6 +92,18 @@ class KeyLayout:
 
     def route(self, token_hash: str) -> str:
         return f"{self.prefix}:t:{encode_id(token_hash)}"
+
+    def account(self, user_id: str) -> list[str]:
+        """A user's record and its unclaimed mark."""
+        base = self.user(user_id)
+        return [f"{base}user", f"{base}user:unclaimed"]
+
+    def usernames(self) -> list[str]:
+        """The username index and its sorted companion (one hash tag)."""
+        return [f"{self.prefix}:{{usernames}}", f"{self.prefix}:{{usernames}}:sorted"]
+
+    def limit(self, key: str) -> str:
+        return f"{self.prefix}:rl:{encode_id(key)}"
 
 
 class RouteCache:
@@ -148,9 +174,12 @@ def optional(value: str | None) -> str:
     return "" if value is None else "+" + value
 
 
-#: The session hash's fields, in the order of every row a script returns (``FIELDS`` in
-#: lua/prelude.lua); the last, ``n``, orders sessions created within one clock tick.
-FIELDS = ("sid", "uid", "th", "ca", "ls", "it", "ie", "ea", "ra", "ip", "ua", "md", "g", "n")
+#: The session object's fields, in the order of every row a script returns (``FIELDS`` in
+#: lua/prelude.lua); ``n`` orders sessions created within one clock tick; ``pt`` and ``rt``
+#: (prev_token_hash, rotated_at) are absent until the first rotation.
+FIELDS = (
+    "sid", "uid", "th", "ca", "ls", "it", "ie", "ea", "ra", "ip", "ua", "md", "g", "n", "pt", "rt",
+)  # fmt: skip
 
 
 def row_from_json(text: str | bytes) -> SessionRow:
@@ -161,7 +190,7 @@ def row_from_json(text: str | bytes) -> SessionRow:
 
 def session_row(values: Sequence[Any]) -> SessionRow:
     """A row from a script's reply: FIELDS order, ``None`` for an absent field."""
-    sid, uid, th, ca, ls, it, ie, ea, ra, ip, ua, md, g, _ = values
+    sid, uid, th, ca, ls, it, ie, ea, ra, ip, ua, md, g, _, pt, rt = values
     return SessionRow(
         session_id=sid,
         user_id=uid,
@@ -176,9 +205,30 @@ def session_row(values: Sequence[Any]) -> SessionRow:
         user_agent=ua,
         metadata=md,
         generation=int(g),
+        prev_token_hash=pt,
+        rotated_at=None if rt is None else float(rt),
     )
 
 
 def state_write(reply: Sequence[int]) -> StateWrite:
     applied, version, owner_live = reply
     return StateWrite(applied == 1, None if version < 0 else version, owner_live == 1)
+
+
+def user_from_json(text: str | bytes) -> UserRow:
+    """A user from its record (the JSON object lua/user_create.lua writes)."""
+    fields = json.loads(text)
+    return UserRow(
+        user_id=fields["id"],
+        username=fields["un"],
+        username_key=fields["uk"],
+        password_hash=fields["ph"],
+        roles=tuple(json.loads(fields["ro"])),
+        disabled=bool(fields["dis"]),
+        created_at=float(fields["ca"]),
+        updated_at=float(fields["ua"]),
+    )
+
+
+def roles_json(roles: Sequence[str]) -> str:
+    return json.dumps(list(roles), ensure_ascii=False)

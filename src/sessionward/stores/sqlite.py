@@ -13,6 +13,7 @@ import itertools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,16 +29,19 @@ from .base import (
     Lookup,
     NewSessionRow,
     PoolStats,
+    Refreshed,
     SessionKey,
     SessionRow,
     StateRow,
     StateScope,
     StateWrite,
+    refresh_of_spent,
     stamp_new_session,
     touch_due,
     version_matches,
 )
 from .retry import Retrier
+from .sqlite_accounts import SqliteAccounts
 from .sqlite_schema import migrate
 from .sqlite_worker import Worker
 
@@ -46,7 +50,8 @@ Conn = sqlite3.Connection
 
 _COLUMNS = (
     "session_id, user_id, token_hash, created_at, last_seen_at, idle_timeout, "
-    "idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata, generation"
+    "idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata, generation, "
+    "prev_token_hash, rotated_at"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM sw_sessions"
 _LIVE = "revoked_at IS NULL AND idle_expires_at > ?"
@@ -89,7 +94,7 @@ def _scope_params(scope: StateScope) -> tuple[str, str, str]:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class SqliteStore:
+class SqliteStore(SqliteAccounts):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, SqliteOptions)
         self.url = url
@@ -103,6 +108,9 @@ class SqliteStore:
     @property
     def backend(self) -> str:
         return "sqlite"
+
+    def _now(self) -> float:
+        return self._clock.now()
 
     # lifecycle
 
@@ -183,7 +191,7 @@ class SqliteStore:
             evicted = [row.session_id for row in live[: max(excess, 0)]]
             _revoke(conn, new.user_id, evicted, now)
             row = stamp_new_session(new, now)
-            conn.execute(f"INSERT INTO sw_sessions ({_COLUMNS}) VALUES ({_marks(13)})",
+            conn.execute(f"INSERT INTO sw_sessions ({_COLUMNS}) VALUES ({_marks(15)})",
                          _values(row))  # fmt: skip
             return Created(row, tuple(evicted))
 
@@ -221,14 +229,30 @@ class SqliteStore:
             row = _row(conn.execute(f"{_SELECT} WHERE {where}", params).fetchone())
             if row is None or not row.is_live(now):
                 return Lookup(row, now)
-            conn.execute(
-                "UPDATE sw_sessions SET token_hash = ?, generation = generation + 1, "
-                "last_seen_at = ?, idle_expires_at = min(? + idle_timeout, expires_at) "
-                "WHERE session_id = ?",
-                (new_token_hash, now, now, row.session_id),
-            )
-            select = f"{_SELECT} WHERE session_id = ?"
-            return Lookup(_row(conn.execute(select, (row.session_id,)).fetchone()), now)
+            return Lookup(_rotate(conn, row, new_token_hash, now), now)
+
+        return await self._write(job)
+
+    async def refresh_session(
+        self, token_hash: str, new_token_hash: str, *, grace: float
+    ) -> Refreshed:
+        def job(conn: Conn) -> Refreshed:
+            now = self._clock.now()
+            row = _row(conn.execute(f"{_SELECT} WHERE token_hash = ?", (token_hash,)).fetchone())
+            if row is not None:
+                if not row.is_live(now):
+                    return Refreshed("dead", row, now)
+                return Refreshed("rotated", _rotate(conn, row, new_token_hash, now), now)
+            row = _row(conn.execute(
+                f"{_SELECT} WHERE session_id = "
+                "(SELECT session_id FROM sw_spent_tokens WHERE token_hash = ?)", (token_hash,),
+            ).fetchone())  # fmt: skip
+            if row is None:
+                return Refreshed("unknown", None, now)
+            outcome = refresh_of_spent(row, token_hash, new_token_hash, grace, now)
+            if outcome == "reused" and _revoke(conn, row.user_id, [row.session_id], now):
+                row = replace(row, revoked_at=now)
+            return Refreshed(outcome, row, now)
 
         return await self._write(job)
 
@@ -261,6 +285,7 @@ class SqliteStore:
             ).fetchall()  # fmt: skip
             for session_id, user_id in dead:
                 conn.execute("DELETE FROM sw_sessions WHERE session_id = ?", (session_id,))
+                conn.execute("DELETE FROM sw_spent_tokens WHERE session_id = ?", (session_id,))
                 _drop_session_state(conn, user_id, session_id)
             return len(dead)
 
@@ -340,7 +365,7 @@ def _values(row: SessionRow) -> tuple[Any, ...]:
     return (
         row.session_id, row.user_id, row.token_hash, row.created_at, row.last_seen_at,
         row.idle_timeout, row.idle_expires_at, row.expires_at, row.revoked_at, row.ip,
-        row.user_agent, row.metadata, row.generation,
+        row.user_agent, row.metadata, row.generation, row.prev_token_hash, row.rotated_at,
     )  # fmt: skip
 
 
@@ -350,6 +375,20 @@ def _live_sessions(conn: Conn, user_id: str, now: float) -> list[SessionRow]:
         (user_id, now),
     ).fetchall()
     return [SessionRow(*values) for values in rows]
+
+
+def _rotate(conn: Conn, row: SessionRow, new_token_hash: str, now: float) -> SessionRow:
+    conn.execute(
+        "UPDATE sw_sessions SET token_hash = ?, generation = generation + 1, "
+        "prev_token_hash = token_hash, rotated_at = ?, last_seen_at = ?, "
+        "idle_expires_at = min(? + idle_timeout, expires_at) WHERE session_id = ?",
+        (new_token_hash, now, now, now, row.session_id),
+    )
+    conn.execute("INSERT INTO sw_spent_tokens (token_hash, session_id) VALUES (?, ?)",
+                 (row.token_hash, row.session_id))  # fmt: skip
+    rotated = _row(conn.execute(f"{_SELECT} WHERE session_id = ?", (row.session_id,)).fetchone())
+    assert rotated is not None
+    return rotated
 
 
 def _revoke(conn: Conn, user_id: str, session_ids: list[str], now: float) -> int:

@@ -37,6 +37,30 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (kind, user_id, owner_id, name)
         ) WITHOUT ROWID""",
     ],
+    [
+        "ALTER TABLE sw_sessions ADD COLUMN prev_token_hash TEXT",
+        "ALTER TABLE sw_sessions ADD COLUMN rotated_at REAL",
+        """CREATE TABLE sw_spent_tokens (
+            token_hash TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sw_spent_tokens_session ON sw_spent_tokens (session_id)",
+        """CREATE TABLE sw_users (
+            user_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            username_key TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            roles TEXT NOT NULL,
+            disabled INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE sw_limits (
+            key TEXT PRIMARY KEY,
+            tat REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sw_limits_tat ON sw_limits (tat)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

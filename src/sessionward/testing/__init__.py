@@ -16,13 +16,17 @@ Needs pytest and anyio's pytest plugin (installed with anyio).
 from __future__ import annotations
 
 from ..clock import FakeClock
+from .accounts import LimitConformance, RefreshConformance, UserConformance
 from .conformance import SessionConformance, StateConformance
 from .races import ProcessRaceConformance, RaceConformance
 
 __all__ = [
     "FakeClock",
+    "LimitConformance",
     "ProcessRaceConformance",
     "RaceConformance",
+    "RefreshConformance",
     "SessionConformance",
     "StateConformance",
+    "UserConformance",
 ]

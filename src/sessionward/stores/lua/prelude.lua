@@ -21,9 +21,10 @@ end
 -- plain GET (no script). Its fields, in the order of every row a script returns as an array
 -- (redis_keys.FIELDS): session_id, user_id, token_hash, created_at, last_seen_at,
 -- idle_timeout, idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata,
--- generation, and the creation number that orders sessions created within one clock tick.
+-- generation, the creation number that orders sessions created within one clock tick,
+-- prev_token_hash and rotated_at (absent until the first rotation).
 -- Times and numbers are kept as strings, so no JSON encoder can round them.
-local FIELDS = {'sid', 'uid', 'th', 'ca', 'ls', 'it', 'ie', 'ea', 'ra', 'ip', 'ua', 'md', 'g', 'n'}
+local FIELDS = {'sid', 'uid', 'th', 'ca', 'ls', 'it', 'ie', 'ea', 'ra', 'ip', 'ua', 'md', 'g', 'n', 'pt', 'rt'}
 
 local function load(key)
   local raw = redis.call('GET', key)
@@ -65,14 +66,26 @@ local function extend_index(idx, ms)
   end
 end
 
-local function touch(skey, sskey, idx, row, now)
+-- keys: the session, its documents, the user's index and its spent token hashes (the KEYS
+-- of find, rotate and refresh). Everything of a session expires with it.
+local function touch(keys, row, now)
   local ie = math.min(now + tonumber(row.it), tonumber(row.ea))
   row.ls, row.ie = fmt(now), fmt(ie)
-  save(skey, row)
+  save(keys[1], row)
   local ms = ttl_ms(ie, now)
-  redis.call('PEXPIRE', skey, ms)
-  redis.call('PEXPIRE', sskey, ms)
-  extend_index(idx, ms)
+  redis.call('PEXPIRE', keys[1], ms)
+  redis.call('PEXPIRE', keys[2], ms)
+  redis.call('PEXPIRE', keys[4], ms)
+  extend_index(keys[3], ms)
+end
+
+-- Give a live session a new token hash. The old one becomes prev_token_hash and joins the
+-- session's set of spent hashes, which lives as long as the session (touch re-arms it).
+local function rotate_token(keys, row, new_hash, now)
+  redis.call('SADD', keys[4], row.th)
+  row.pt, row.rt = row.th, fmt(now)
+  row.th, row.g = new_hash, string.format('%d', tonumber(row.g) + 1)
+  touch(keys, row, now)  -- saves the row
 end
 
 -- The tombstone keeps its TTL (idle_expires_at), so an in-flight write still finds it revoked.

@@ -1,22 +1,35 @@
--- Delete up to `limit` of a user's dead sessions (now >= idle_expires_at) and their state.
--- Only needed with an injected clock: otherwise Redis expires these keys by itself.
+-- Delete up to `limit` of a user's dead sessions (now >= idle_expires_at), their state and
+-- their spent token hashes. Only needed with an injected clock: otherwise Redis expires these
+-- keys by itself.
 -- KEYS: index.  ARGV: now, user base, limit.
--- Returns {how many it deleted, {their token hashes}} so that their routes can go too.
+-- Returns {how many sessions it deleted, {token hashes}}: every hash those sessions carried
+-- (current and spent), so that their routes can go too.
 local now = clock(ARGV[1])
 local base, limit = ARGV[2], tonumber(ARGV[3])
-local gone = {}
+local count, hashes = 0, {}
+
+local function forget_spent(spkey)
+  for _, h in ipairs(redis.call('SMEMBERS', spkey)) do
+    hashes[#hashes + 1] = h
+  end
+  redis.call('DEL', spkey)
+end
+
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if #gone >= limit then
+  if count >= limit then
     break
   end
-  local skey = base .. 's:' .. m
+  local skey, spkey = base .. 's:' .. m, base .. 'sp:' .. m
   local s = load(skey)
   if s == nil then
     redis.call('ZREM', KEYS[1], m)
+    forget_spent(spkey)
   elseif now >= tonumber(s.ie) then
     redis.call('DEL', skey, base .. 'ss:' .. m)
     redis.call('ZREM', KEYS[1], m)
-    gone[#gone + 1] = s.th
+    forget_spent(spkey)
+    hashes[#hashes + 1] = s.th
+    count = count + 1
   end
 end
-return {#gone, gone}
+return {count, hashes}

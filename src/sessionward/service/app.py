@@ -1,0 +1,57 @@
+"""The reference service: ``create_app()`` builds the FastAPI app of docs/http-api.md.
+
+    uvicorn --factory sessionward.service:create_app     # or: sessionward serve
+
+Settings come from ``SESSIONWARD_*`` unless given. Start-up opens the store and loads the
+signing keys, so a missing ``SESSIONWARD_SECRET_KEY`` on a shared store stops it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..config import Settings
+from ..ward import open_ward
+from . import errors
+from .body import BodyLimit
+from .metrics import RequestMetrics
+from .models import ErrorResponse
+from .routes import auth, health, sessions, state
+
+_ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    registry = CollectorRegistry()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_ward(settings.store, settings=settings) as ward:
+            _ = ward.auth  # load the keys now: refuse to start without a usable secret
+            app.state.ward = ward
+            yield
+
+    app = FastAPI(
+        title="sessionward",
+        version="1",
+        description="Isolated sessions, state and tokens. See docs/http-api.md.",
+        lifespan=lifespan,
+        responses=_ERRORS,  # type: ignore[arg-type]
+    )
+    errors.install(app)
+    for router in (health.router, auth.router, sessions.router, state.router):
+        app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

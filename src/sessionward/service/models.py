@@ -1,0 +1,91 @@
+"""Request and response bodies. Requests are strict: no coercion, no unknown fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Credentials(Strict):
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=4096)
+
+
+class RefreshRequest(Strict):
+    refresh_token: str = Field(max_length=1024)
+
+
+class StateWrite(Strict):
+    data: Any
+
+
+class Registered(BaseModel):
+    user_id: str
+    username: str
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    session_id: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+
+
+class Document(BaseModel):
+    name: str
+    data: Any
+    version: int
+
+
+class Written(BaseModel):
+    name: str
+    version: int
+
+
+class Names(BaseModel):
+    names: list[str]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    store: str
+    latency_ms: float
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def iso(seconds: float) -> str:
+    """ISO 8601 in UTC, e.g. ``2026-11-21T06:48:02.123456Z``."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
