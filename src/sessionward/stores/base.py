@@ -265,7 +265,8 @@ def gcra_candidate(check: GcraCheck, tat: float | None, now: float) -> tuple[boo
 
 class UserStore(Protocol):
     async def create_user(self, new: NewUserRow) -> UserRow | None:
-        """Create a user; ``None`` if ``username_key`` is taken (decided atomically)."""
+        """Create a user; ``None`` if ``username_key`` (or ``user_id``) is taken, decided
+        atomically."""
         ...
 
     async def get_user(self, user_id: str) -> UserRow | None: ...
@@ -273,7 +274,7 @@ class UserStore(Protocol):
     async def find_user(self, username_key: str) -> UserRow | None: ...
 
     async def list_users(self, *, after: str | None, limit: int) -> list[UserRow]:
-        """Users ordered by ``username_key``, starting after ``after``."""
+        """Up to ``limit`` (>= 1) users ordered by ``username_key``, after ``after``."""
         ...
 
     async def update_user(self, user_id: str, change: UserChange) -> UserRow | None:
