@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     argon2_memory_cost: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 65536
     argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
 
+    # rate limits (policy syntax: "10/second;100/minute", see sessionward.ratelimit)
+    ip_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "20/second;600/minute"
+    api_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "50/second;1500/minute"
+    ws_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "5/second;120/minute"
+    ws_max_message_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
+    rate_limit_reads_fail_open: bool = True
+
     # brute-force protection
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     login_failure_window: Seconds = 900.0
@@ -131,6 +138,17 @@ class Settings(BaseSettings):
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("ip_rate_limit", "api_rate_limit", "ws_rate_limit")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        from .ratelimit.policy import parse_policy
+
+        try:
+            parse_policy(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")

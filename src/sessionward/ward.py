@@ -24,6 +24,7 @@ from .auth.passwords import Passwords
 from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
+from .ratelimit import RateLimiter
 from .sessions import Sessions
 from .state import StateManager
 from .stores import create_store
@@ -48,6 +49,7 @@ class Ward:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.sessions = Sessions(store, settings)
+        self.limits = RateLimiter(store)
         self.state = StateManager(store, settings)
         self.passwords = Passwords(settings)
         self.users = Users(store, self.sessions, self.passwords)
@@ -64,6 +66,7 @@ class Ward:
                 sessions=self.sessions,
                 users=self.users,
                 passwords=self.passwords,
+                limits=self.limits,
                 keys=load_keys(self.settings, self.store.url),
                 clock=self.clock,
             )

@@ -19,6 +19,11 @@ FAST_ARGON2 = {
     "SESSIONWARD_ARGON2_MEMORY_COST": "8",
     "SESSIONWARD_ARGON2_PARALLELISM": "1",
 }
+# Tests fire requests far faster than people do; the rate-limit tests set their own limits.
+ROOMY_LIMITS = {
+    "SESSIONWARD_IP_RATE_LIMIT": "100000/second",
+    "SESSIONWARD_API_RATE_LIMIT": "100000/second",
+}
 
 
 def free_port() -> int:
@@ -46,7 +51,7 @@ class Server:
 
 def start(store: str, workdir: Path, *, workers: int = 1, **settings: str) -> Server:
     port = free_port()
-    env = {**os.environ, **FAST_ARGON2, "SESSIONWARD_STORE": store,
+    env = {**os.environ, **FAST_ARGON2, **ROOMY_LIMITS, "SESSIONWARD_STORE": store,
            "SESSIONWARD_SECRET_KEY": SECRET, "SESSIONWARD_PORT": str(port), **settings}  # fmt: skip
     log = workdir / f"server-{port}.log"
     with open(log, "wb") as out:

@@ -114,7 +114,7 @@ def test_proxy_addresses_are_trusted_only_from_a_trusted_peer(tmp_path: Path) ->
     from starlette.requests import Request
 
     from sessionward import Settings
-    from sessionward.service.client import client_ip
+    from sessionward.web.client import client_ip
 
     proxies = Settings(trusted_proxies=["10.0.0.0/8"]).trusted_proxies
 

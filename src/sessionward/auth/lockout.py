@@ -5,7 +5,9 @@ several keys, and given back if the password was right. So however many wrong gu
 in, from however many processes, at most ``login_max_failures`` reach the password check
 per window; the next attempt finds the account locked.
 
-Keys (all GCRA; see :class:`~sessionward.stores.base.GcraCheck`), per account (the
+It runs on the same limiter as every rate limit (:class:`~sessionward.ratelimit.RateLimiter`,
+failing closed), with explicit checks. Keys (all GCRA; see
+:class:`~sessionward.stores.base.GcraCheck`), per account (the
 username's digest, whether or not the account exists, so a lock reveals nothing) and per
 client IP:
 
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import AccountLocked
-from ..stores.base import GcraCheck, LimitStore
+from ..ratelimit import Limit, RateLimiter
+from ..stores.base import GcraCheck
 
 HOURLY_CAP = 100
 _HOURLY = HOURLY_CAP // 2  # burst and hourly refill: together at most HOURLY_CAP an hour
@@ -49,8 +52,8 @@ class Attempt:
 
 
 class Lockout:
-    def __init__(self, store: LimitStore, settings: Settings) -> None:
-        self._store = store
+    def __init__(self, limiter: RateLimiter, settings: Settings) -> None:
+        self._store = limiter
         self._s = settings
 
     async def begin(self, username_key: str, ip: str | None) -> Attempt:
@@ -74,7 +77,7 @@ class Lockout:
         if attempt.ip is not None:
             refunds.append(self._ip_check(attempt.ip, -1))
         await self._store.gcra(refunds)
-        await self._store.reset_limits([f"login:acct:{attempt.account}"])
+        await self._store.gcra([counter(f"login:acct:{attempt.account}", 1, 1.0, -1e12)])
 
     def _checks(self, attempt: Attempt) -> list[GcraCheck]:
         window, n = self._s.login_failure_window, self._s.login_max_failures
@@ -111,10 +114,8 @@ class Lockout:
 
 
 def counter(key: str, n: int, window: float, cost: float) -> GcraCheck:
-    """``n`` per ``window``, all at once if need be. Half a period of slack keeps float
-    rounding from refusing the n-th unit; the (n+1)-th is still a whole period over."""
-    period = window / n
-    return GcraCheck(key, period, window + period / 2, cost)
+    """``n`` per ``window``, all at once if need be: a rate limit's check."""
+    return Limit(n, window, n).check(key, cost)
 
 
 def _digest(username_key: str) -> str:

@@ -27,6 +27,7 @@ from ..errors import (
     RefreshTokenReused,
     SessionError,
 )
+from ..ratelimit import RateLimiter
 from ..sessions import Session, Sessions, judge
 from ..stores.base import Store, UserChange, UserRow
 from ..tokens import hash_token, new_public_id, plausible_token
@@ -64,6 +65,7 @@ class Auth:
         sessions: Sessions,
         users: Users,
         passwords: Passwords,
+        limits: RateLimiter,
         keys: SigningKeys,
         clock: Clock,
     ) -> None:
@@ -75,7 +77,7 @@ class Auth:
         self._keys = keys
         self._clock = clock
         self.tokens = AccessTokens(keys, settings, clock)
-        self.lockout = Lockout(store, settings)
+        self.lockout = Lockout(limits, settings)
 
     async def register(self, username: str, password: str) -> User:
         return await self._users.create(username, password)

@@ -17,8 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..config import Settings
 from ..ward import open_ward
+from ..web.ratelimit import RateLimitMiddleware
 from . import errors
 from .body import BodyLimit
+from .limits import rate_limit_rules
 from .metrics import RequestMetrics
 from .models import ErrorResponse
 from .routes import auth, health, sessions, state
@@ -52,6 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=lambda scope: scope["app"].state.ward.limits,
+        rules=rate_limit_rules(settings, lambda token: app.state.ward.auth.tokens.verify(token)),
+    )
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

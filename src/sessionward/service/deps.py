@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from ..auth.manager import Principal
 from ..errors import InvalidToken, SessionError
 from ..ward import Ward
-from .client import client_ip
+from ..web.client import client_ip
 from .errors import unauthorized
 
 

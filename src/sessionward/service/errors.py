@@ -10,7 +10,6 @@ into a traceback. Unexpected exceptions are logged with their traceback and answ
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import errors as e
+from ..web.problem import error_response
 
 log = logging.getLogger("sessionward.service")
 
@@ -93,15 +93,8 @@ def to_api_error(exc: Exception) -> ApiError:
 
 
 def respond(error: ApiError) -> JSONResponse:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    headers = dict(error.headers)
-    if error.fields is not None:
-        body["fields"] = error.fields
-    if error.retry_after is not None:
-        seconds = min(max(math.ceil(error.retry_after), 1), 86400)
-        body["retry_after"] = seconds
-        headers["Retry-After"] = str(seconds)
-    return JSONResponse({"error": body}, status_code=error.status, headers=headers)
+    return error_response(error.status, error.code, error.message, retry_after=error.retry_after,
+                          fields=error.fields, headers=error.headers)  # fmt: skip
 
 
 def install(app: FastAPI) -> None:

@@ -1,0 +1,196 @@
+"""ASGI rate-limit middleware for any Starlette or FastAPI app.
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=lambda scope: ward.limits,
+        rules=[
+            Rule("/v1/health", None),                                 # exempt
+            Rule("/v1/auth/*", "20/second;600/minute", key=by_ip(), name="ip"),
+            Rule("/*", "50/second;1500/minute", key=by_user(ward), name="api"),
+        ],
+    )
+
+The first rule whose path (exact, or a prefix ending in ``*``) and methods match decides.
+Its key function names who is counted (``None``: nobody, pass); the store key is
+``<rule name>:<identity>``. Every limited response carries the IETF draft headers
+(``RateLimit-Policy: "api";q=50;w=1`` and ``RateLimit: "api";r=42;t=1``); a refused one is
+429 ``rate_limited`` with ``Retry-After``. If the store fails, a rule with ``fail="open"``
+lets the request through (counted in the limiter's stats) and one with ``fail="closed"``
+answers 503 ``store_unavailable``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InvalidToken, StorageError
+from ..ratelimit import Decision, FailMode, Policy, RateLimiter, parse_policy
+from .client import client_ip
+from .problem import error_response
+
+KeyFunc = Callable[[Request], Awaitable[str | None]]
+LimiterSource = RateLimiter | Callable[[Scope], RateLimiter]
+
+
+def by_ip(trusted_proxies: Sequence[object] = ()) -> KeyFunc:
+    """Count by client address: the socket peer, or ``X-Forwarded-For`` from trusted proxies."""
+
+    async def key(request: Request) -> str | None:
+        ip = client_ip(request, trusted_proxies)  # type: ignore[arg-type]
+        return None if ip is None else f"ip:{ip}"
+
+    return key
+
+
+def _bearer_claims(request: Request, verify: Callable[[str], object]) -> object | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return verify(token.strip())
+    except InvalidToken:
+        return None
+
+
+def by_user(verify: Callable[[str], object], fallback: KeyFunc | None = None) -> KeyFunc:
+    """Count by the bearer token's user (``sub``); requests without a valid token go to
+    ``fallback`` (default: by IP). ``verify`` checks the JWT, e.g. ``ward.auth.tokens.verify``;
+    the session itself is checked later by the endpoint."""
+    other = fallback or by_ip()
+
+    async def key(request: Request) -> str | None:
+        claims = _bearer_claims(request, verify)
+        user = getattr(claims, "user_id", None)
+        return f"user:{user}" if user else await other(request)
+
+    return key
+
+
+def by_session(verify: Callable[[str], object], fallback: KeyFunc | None = None) -> KeyFunc:
+    """Count by the bearer token's session (``sid``); like :func:`by_user` otherwise."""
+    other = fallback or by_ip()
+
+    async def key(request: Request) -> str | None:
+        claims = _bearer_claims(request, verify)
+        sid = getattr(claims, "session_id", None)
+        return f"session:{sid}" if sid else await other(request)
+
+    return key
+
+
+def by_route(inner: KeyFunc) -> KeyFunc:
+    """Count each path separately for the same identity."""
+
+    async def key(request: Request) -> str | None:
+        identity = await inner(request)
+        return None if identity is None else f"{request.url.path}|{identity}"
+
+    return key
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: str
+    policy: Policy | str | None
+    key: KeyFunc | None = None
+    methods: frozenset[str] | None = None
+    fail: FailMode = "closed"
+    name: str = "default"
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limiter: LimiterSource, rules: Sequence[Rule]) -> None:
+        self.app = app
+        self._limiter = limiter
+        self._rules = [
+            (rule, None if rule.policy is None else parse_policy(rule.policy, rule.name))
+            for rule in rules
+        ]
+        self._default_key = by_ip()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = next((r for r in self._rules if r[0].matches(scope["method"], scope["path"])), None)
+        if found is None or found[1] is None:
+            await self.app(scope, receive, send)
+            return
+        rule, policy = found
+        assert policy is not None
+        identity = await (rule.key or self._default_key)(Request(scope))
+        if identity is None:
+            await self.app(scope, receive, send)
+            return
+        await self._limited(scope, receive, send, rule, policy, f"{rule.name}:{identity}")
+
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, rule: Rule, policy: Policy, key: str
+    ) -> None:
+        limiter = self._limiter if isinstance(self._limiter, RateLimiter) else self._limiter(scope)
+        try:
+            decision = await limiter.hit(key, policy, fail=rule.fail)
+        except StorageError:
+            response = error_response(503, "store_unavailable", "The rate limiter's store is "
+                                      "unavailable; try again shortly.", retry_after=1)  # fmt: skip
+            await response(scope, receive, send)
+            return
+        headers = rate_limit_headers(decision)
+        if not decision.allowed:
+            response = error_response(
+                429,
+                "rate_limited",
+                "Too many requests.",
+                retry_after=decision.retry_after,
+                headers=headers,
+            )
+            await response(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in headers.items():
+                    response_headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """The IETF draft's ``RateLimit-Policy`` and ``RateLimit`` fields for a decision."""
+    policy = decision.policy
+    names = [_item_name(policy, n) for n in range(len(policy.limits))]
+    quota = ", ".join(
+        f'"{name}";q={limit.count};w={_seconds(limit.window)}'
+        for name, limit in zip(names, policy.limits, strict=True)
+    )
+    state = decision.per_limit or ((decision.remaining, decision.reset_after),)
+    current = ", ".join(
+        f'"{name}";r={remaining};t={math.ceil(reset)}'
+        for name, (remaining, reset) in zip(names, state, strict=False)
+    )
+    return {"RateLimit-Policy": quota, "RateLimit": current}
+
+
+def _item_name(policy: Policy, n: int) -> str:
+    if len(policy.limits) == 1:
+        return policy.name
+    return f"{policy.name}-{_seconds(policy.limits[n].window)}s"
+
+
+def _seconds(window: float) -> str:
+    return str(int(window)) if window == int(window) else f"{window:g}"
