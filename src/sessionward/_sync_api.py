@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
     from sessionward.auth.manager import Auth, Principal, TokenPair
+    from sessionward.ratelimit.limiter import FailMode, RateLimiter
+    from sessionward.ratelimit.policy import Decision, Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
     from sessionward.stores.base import PoolStats, StateScope
@@ -174,6 +176,36 @@ class SyncAuth:
     def change_password(self, principal: Principal, current: str, new: str) -> None:
         """Check ``current``, set ``new``, and end every other session of the user."""
         return self._portal.call(self._inner.change_password, principal, current, new)
+
+
+class SyncRateLimiter:
+    """Blocking twin of :class:`sessionward.ratelimit.limiter.RateLimiter`."""
+
+    def __init__(self, inner: RateLimiter, portal: BlockingPortal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def hit(
+        self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
+    ) -> Decision:
+        """Consume ``cost`` units from every limit of ``policy`` on ``key``, or none."""
+        return self._portal.call(partial(self._inner.hit, key, policy, cost, fail=fail))
+
+    def peek(
+        self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
+    ) -> Decision:
+        """What :meth:`hit` would decide, consuming nothing."""
+        return self._portal.call(partial(self._inner.peek, key, policy, cost, fail=fail))
+
+    def enforce(
+        self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
+    ) -> Decision:
+        """Like :meth:`hit`, but raise :class:`RateLimited` when refused."""
+        return self._portal.call(partial(self._inner.enforce, key, policy, cost, fail=fail))
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s usage under every policy."""
+        return self._portal.call(self._inner.reset, key)
 
 
 class SyncWardMethods:

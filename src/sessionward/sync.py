@@ -18,7 +18,14 @@ from types import TracebackType
 
 from anyio.from_thread import start_blocking_portal
 
-from ._sync_api import SyncAuth, SyncSessions, SyncStateManager, SyncUsers, SyncWardMethods
+from ._sync_api import (
+    SyncAuth,
+    SyncRateLimiter,
+    SyncSessions,
+    SyncStateManager,
+    SyncUsers,
+    SyncWardMethods,
+)
 from .clock import Clock
 from .config import Settings
 from .stores.base import Store
@@ -50,6 +57,7 @@ class SyncWard(SyncWardMethods):
         self.sessions = SyncSessions(ward.sessions, portal)
         self.state = SyncStateManager(ward.state, portal)
         self.users = SyncUsers(ward.users, portal)
+        self.limits = SyncRateLimiter(ward.limits, portal)
         self._auth: SyncAuth | None = None
 
     @property

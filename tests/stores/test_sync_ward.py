@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sessionward import FakeClock, SessionRevoked, SyncWard, WriteConflict
-from sessionward._sync_api import SyncSessions, SyncStateManager, SyncWardMethods
+from sessionward._sync_api import SyncRateLimiter, SyncSessions, SyncStateManager, SyncWardMethods
+from sessionward.ratelimit import RateLimiter
 from sessionward.sessions import Sessions
 from sessionward.state import StateManager
 from sessionward.ward import Ward
@@ -37,11 +38,16 @@ def test_sync_ward_round_trip(store_url: str) -> None:
 
 @pytest.mark.parametrize(
     ("sync_cls", "async_cls"),
-    [(SyncSessions, Sessions), (SyncStateManager, StateManager), (SyncWardMethods, Ward)],
+    [
+        (SyncSessions, Sessions),
+        (SyncStateManager, StateManager),
+        (SyncWardMethods, Ward),
+        (SyncRateLimiter, RateLimiter),
+    ],
 )
 def test_sync_twins_have_the_async_signatures(sync_cls: type, async_cls: type) -> None:
     for name, fn in vars(async_cls).items():
-        if name.startswith("_") or name == "run_sweeper" or not inspect.isfunction(fn):
+        if name.startswith("_") or name in ("run_sweeper", "gcra") or not inspect.isfunction(fn):
             continue
         twin = getattr(sync_cls, name)
         assert inspect.signature(twin) == inspect.signature(fn), name
