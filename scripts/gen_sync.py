@@ -26,6 +26,7 @@ TARGETS = [
     ("sessionward.users", "Users", "SyncUsers"),
     ("sessionward.auth.manager", "Auth", "SyncAuth"),
     ("sessionward.ratelimit.limiter", "RateLimiter", "SyncRateLimiter"),
+    ("sessionward.budget", "Budgets", "SyncBudgets"),
     ("sessionward.ward", "Ward", "SyncWardMethods"),
 ]
 SKIP = {"run_sweeper", "gcra"}

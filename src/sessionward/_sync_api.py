@@ -15,11 +15,18 @@ if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
     from sessionward.auth.manager import Auth, Principal, TokenPair
+    from sessionward.budget import Budget, Budgets, Charge, Hold
     from sessionward.ratelimit.limiter import FailMode, RateLimiter
     from sessionward.ratelimit.policy import Decision, Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
-    from sessionward.stores.base import PoolStats, StateScope
+    from sessionward.stores.base import (
+        LedgerEntry,
+        LedgerProblem,
+        PoolStats,
+        StateScope,
+        UserBudgetRow,
+    )
     from sessionward.users import User, Users
     from sessionward.ward import CleanupReport, Ward
 
@@ -206,6 +213,61 @@ class SyncRateLimiter:
     def reset(self, key: str) -> None:
         """Forget ``key``'s usage under every policy."""
         return self._portal.call(self._inner.reset, key)
+
+
+class SyncBudgets:
+    """Blocking twin of :class:`sessionward.budget.Budgets`."""
+
+    def __init__(self, inner: Budgets, portal: BlockingPortal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def get(self, session: Session) -> Budget:
+        return self._portal.call(self._inner.get, session)
+
+    def set_limit(self, session: Session, limit: int) -> Budget:
+        """Set the session's limit; refused below what is spent and held."""
+        return self._portal.call(self._inner.set_limit, session, limit)
+
+    def set_user_limit(self, user_id: str, limit: int | None) -> UserBudgetRow | None:
+        """Cap all of a user's sessions together (``None``: no cap)."""
+        return self._portal.call(self._inner.set_user_limit, user_id, limit)
+
+    def charge(
+        self, session: Session, amount: int, idempotency_key: str, description: str = ""
+    ) -> Charge:
+        return self._portal.call(self._inner.charge, session, amount, idempotency_key, description)
+
+    def refund(self, session: Session, charge_id: str) -> Charge:
+        """Refund a charge (once): a negative ledger line of the same amount."""
+        return self._portal.call(self._inner.refund, session, charge_id)
+
+    def reserve(self, session: Session, amount: int, *, ttl: float | None = None) -> Hold:
+        """Hold ``amount`` against the budget until captured, released or expired."""
+        return self._portal.call(partial(self._inner.reserve, session, amount, ttl=ttl))
+
+    def capture(
+        self, session: Session, hold_id: str, actual: int, description: str = ""
+    ) -> Charge | None:
+        """Charge what the held work really cost (at most the hold) and release the hold;
+        ``None`` when ``actual`` is 0 (nothing to charge)."""
+        return self._portal.call(self._inner.capture, session, hold_id, actual, description)
+
+    def release(self, session: Session, hold_id: str) -> None:
+        return self._portal.call(self._inner.release, session, hold_id)
+
+    def charges(
+        self, session: Session, *, after: str | None = None, limit: int = 100
+    ) -> list[LedgerEntry]:
+        """The session's ledger, oldest first."""
+        return self._portal.call(partial(self._inner.charges, session, after=after, limit=limit))
+
+    def verify(self) -> list[LedgerProblem]:
+        """Budgets whose totals disagree with their ledger (empty: the books balance)."""
+        return self._portal.call(self._inner.verify)
+
+    def sweep(self) -> int:
+        return self._portal.call(self._inner.sweep)
 
 
 class SyncWardMethods:

@@ -230,11 +230,12 @@ def cleanup(store: StoreOption = None) -> None:
 def doctor(store: StoreOption = None) -> None:
     """Connect to the store and report backend, version, latency and pool."""
 
-    async def check(ward: Ward) -> tuple[str, float, Any]:
-        return await ward.store.server_version(), await ward.ping(), ward.pool_stats()
+    async def check(ward: Ward) -> tuple[str, float, Any, list[Any]]:
+        version, latency = await ward.store.server_version(), await ward.ping()
+        return version, latency, ward.pool_stats(), await ward.budget.verify()
 
     settings = settings_for(store)
-    version, latency, pool = with_ward(store, check)
+    version, latency, pool, problems = with_ward(store, check)
     table = Table("check", "result", show_header=False)
     table.add_row("store", settings.store.redacted())
     table.add_row("backend", settings.store.backend)
@@ -242,7 +243,15 @@ def doctor(store: StoreOption = None) -> None:
     table.add_row("round trip", f"{latency * 1000:.2f} ms")
     table.add_row("pool", f"{pool.in_use} in use, {pool.idle} idle, {pool.waiting} waiting, "
                           f"max {pool.max_size}")  # fmt: skip
+    table.add_row("budgets", "the ledger balances" if not problems else
+                  f"{len(problems)} budget(s) disagree with their ledger")  # fmt: skip
     out.print(table)
+    for p in problems[:20]:
+        where = f"{p.user_id}/{p.session_id}"
+        out.print(f"  {where}: {p.field} is {p.recorded}, the ledger says {p.actual}",
+                  highlight=False)  # fmt: skip
+    if problems:
+        fail("the ledger and the budget totals disagree")
     out.print("[green]ok[/green]")
 
 

@@ -104,7 +104,15 @@ class Settings(BaseSettings):
     api_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "50/second;1500/minute"
     ws_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "5/second;120/minute"
     ws_max_message_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
+    ws_auth_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # how often an open WebSocket re-reads its session: a revocation closes it within this
+    ws_session_check_interval: Annotated[float, Field(gt=0, le=60)] = 0.4
     rate_limit_reads_fail_open: bool = True
+
+    # budgets (integers in minor units)
+    budget_default: Annotated[int, Field(ge=0, le=2**53)] = 10_000
+    budget_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    budget_hold_ttl: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600.0
 
     # brute-force protection
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5

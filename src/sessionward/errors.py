@@ -28,7 +28,11 @@ raise. The web layer maps each class to an HTTP status in one table.
     ├── UsernameTaken
     ├── AccountLocked
     ├── RateLimited
-    ├── BudgetExceeded
+    ├── BudgetError
+    │   ├── BudgetExceeded          nothing was charged
+    │   ├── IdempotencyMismatch     the same key with another amount
+    │   ├── UnknownCharge           no such charge or hold (or it expired)
+    │   └── AlreadyRefunded
     └── CapacityExceeded
 """
 
@@ -148,9 +152,26 @@ class CapacityExceeded(_RetryAfter):
     """Admission control refused new work; retry after ``retry_after`` seconds."""
 
 
-class BudgetExceeded(SessionwardError):
+class BudgetError(SessionwardError):
+    """A budget operation was refused."""
+
+
+class BudgetExceeded(BudgetError):
     """A charge would pass the budget; nothing was charged."""
 
-    def __init__(self, remaining: int) -> None:
-        super().__init__(f"the charge exceeds the remaining budget of {remaining}")
+    def __init__(self, remaining: int, scope: str = "session") -> None:
+        super().__init__(f"the charge exceeds the {scope}'s remaining budget of {remaining}")
         self.remaining = remaining
+        self.scope = scope
+
+
+class IdempotencyMismatch(BudgetError):
+    """The idempotency key was used before with a different amount."""
+
+
+class UnknownCharge(BudgetError):
+    """No such charge or hold in this session (or the hold expired)."""
+
+
+class AlreadyRefunded(BudgetError):
+    """The charge was refunded already; a charge is refunded at most once."""

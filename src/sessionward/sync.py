@@ -20,6 +20,7 @@ from anyio.from_thread import start_blocking_portal
 
 from ._sync_api import (
     SyncAuth,
+    SyncBudgets,
     SyncRateLimiter,
     SyncSessions,
     SyncStateManager,
@@ -58,6 +59,7 @@ class SyncWard(SyncWardMethods):
         self.state = SyncStateManager(ward.state, portal)
         self.users = SyncUsers(ward.users, portal)
         self.limits = SyncRateLimiter(ward.limits, portal)
+        self.budget = SyncBudgets(ward.budget, portal)
         self._auth: SyncAuth | None = None
 
     @property

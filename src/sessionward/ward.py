@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import anyio
 
+from ._groups import collapse_single_errors
 from .auth.keys import load_keys
 from .auth.manager import Auth
 from .auth.passwords import Passwords
+from .budget import Budgets
 from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
@@ -39,6 +41,7 @@ log = logging.getLogger("sessionward")
 class CleanupReport:
     sessions: int
     limits: int = 0
+    holds: int = 0
 
 
 class Ward:
@@ -50,6 +53,7 @@ class Ward:
         self.clock = clock or SystemClock()
         self.sessions = Sessions(store, settings)
         self.limits = RateLimiter(store)
+        self.budget = Budgets(store, settings)
         self.state = StateManager(store, settings)
         self.passwords = Passwords(settings)
         self.users = Users(store, self.sessions, self.passwords)
@@ -87,7 +91,8 @@ class Ward:
         """Delete expired records now, in bounded batches."""
         sessions = await self.sessions.sweep()
         limits = await self.store.sweep_limits(self.settings.sweep_batch_size)
-        return CleanupReport(sessions=sessions, limits=limits)
+        holds = await self.budget.sweep()
+        return CleanupReport(sessions=sessions, limits=limits, holds=holds)
 
     async def run_sweeper(self) -> None:
         """Sweep every ``sweep_interval`` seconds until cancelled; failures are logged."""
@@ -123,7 +128,7 @@ async def open_ward(
     await store.open()
     try:
         ward = Ward(store, settings, clock)
-        async with _collapse_single_errors(), anyio.create_task_group() as tasks:
+        async with collapse_single_errors(), anyio.create_task_group() as tasks:
             if sweep:
                 tasks.start_soon(ward.run_sweeper)
             yield ward
@@ -131,14 +136,3 @@ async def open_ward(
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
-
-
-@asynccontextmanager
-async def _collapse_single_errors() -> AsyncIterator[None]:
-    # The app's code runs inside our task group; its exception should reach it unwrapped.
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-            group = group.exceptions[0]
-        raise group from None

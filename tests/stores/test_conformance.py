@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sessionward.testing import (
+    BudgetConformance,
+    BudgetProcessConformance,
+    BudgetRaceConformance,
     LimitConformance,
     ProcessRaceConformance,
     RaceConformance,
@@ -41,6 +44,20 @@ class TestLimits(LimitConformance):
 
 
 class TestProcessRaces(ProcessRaceConformance):
+    @pytest.fixture(params=SHARED_BACKENDS)
+    def backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+
+class TestBudgets(BudgetConformance):
+    pass
+
+
+class TestBudgetRaces(BudgetRaceConformance):
+    pass
+
+
+class TestBudgetProcesses(BudgetProcessConformance):
     @pytest.fixture(params=SHARED_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)

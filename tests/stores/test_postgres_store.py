@@ -55,6 +55,10 @@ TABLES = {
     "sw_spent_tokens",
     "sw_users",
     "sw_limits",
+    "sw_budgets",
+    "sw_user_budgets",
+    "sw_ledger",
+    "sw_holds",
 }
 
 

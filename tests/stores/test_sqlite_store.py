@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from sessionward import ConfigurationError, StorageError, open_ward
+from sessionward import ConfigurationError, Settings, StorageError, open_ward
 from sessionward.stores import create_store
 from sessionward.stores.sqlite import SqliteStore
 from sessionward.stores.sqlite_schema import SCHEMA_VERSION
@@ -104,3 +108,46 @@ async def test_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
     async with open_ward(url, sweep=False) as ward:
         assert ward.settings.sessions_per_user == 10
         assert len(await ward.sessions.list_active("shared")) == 10
+
+
+def _charge_storm(url: str, user_id: str, session_id: str, acknowledged: str) -> None:
+    """Charge until killed; append each charge id to a file once its commit returned."""
+
+    async def storm() -> None:
+        async with open_ward(url, settings=Settings(budget_default=10**12), sweep=False) as ward:
+            session = await ward.sessions.get(user_id, session_id)
+            with open(acknowledged, "a", buffering=1) as out:
+                for n in range(1_000_000):
+                    charge = await ward.budget.charge(session, 1 + n % 50, f"k{n}")
+                    out.write(f"{charge.charge_id} {charge.amount}\n")
+
+    anyio.run(storm)
+
+
+async def test_a_killed_charge_storm_loses_nothing_committed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    acknowledged = tmp_path / "acknowledged.txt"
+    async with open_ward(url, sweep=False) as ward:
+        session = (await ward.sessions.create("payer")).session
+    spawn = multiprocessing.get_context("spawn")
+    args = (url, session.user_id, session.session_id, str(acknowledged))
+    child = spawn.Process(target=_charge_storm, args=args)
+    child.start()
+    deadline = time.monotonic() + 60
+    while not acknowledged.exists() or acknowledged.read_text().count("\n") < 300:
+        assert time.monotonic() < deadline and child.is_alive(), "the storm never got going"
+        await anyio.sleep(0.01)
+    os.kill(child.pid or 0, signal.SIGKILL)
+    child.join(30)
+    acked = dict(line.split() for line in acknowledged.read_text().splitlines() if " " in line)
+    async with open_ward(url, settings=Settings(budget_default=10**12), sweep=False) as ward:
+        ledger, after = [], None
+        while page := await ward.budget.charges(session, after=after, limit=1000):
+            ledger += page
+            after = page[-1].entry_id
+        recorded = {e.entry_id: e.amount for e in ledger}
+        assert all(recorded.get(cid) == int(amount) for cid, amount in acked.items())
+        assert len(recorded) >= len(acked)  # at most the one in flight beyond the acknowledged
+        assert len(recorded) - len(acked) <= 1
+        assert await ward.budget.verify() == []
+        assert (await ward.budget.get(session)).spent == sum(recorded.values())

@@ -114,7 +114,7 @@ def _window_text(window: float) -> str:
     for name, seconds in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if window == seconds:
             return name
-    return f"{window:g} seconds"
+    return f"{int(window)} seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,12 @@ def decide(policy: Policy, cost: float, allowed: tuple[bool, ...], tats: tuple[f
         ahead = max(held - now, 0.0)
         remaining.append(max(math.floor((limit.capacity - ahead) / limit.interval), 0))
         reset_after.append(ahead)
-        retry_after.append(0.0 if fits else max(tat - limit.capacity - now, 0.0))
+        if fits:
+            retry_after.append(0.0)
+        elif cost * limit.interval > limit.capacity:
+            retry_after.append(math.inf)  # more than the burst: no wait will ever admit it
+        else:
+            retry_after.append(max(tat - limit.capacity - now, 0.0))
     tightest = min(range(len(remaining)), key=remaining.__getitem__)
     if not ok:
         remaining = [0 if not fits else r for r, fits in zip(remaining, allowed, strict=True)]

@@ -16,14 +16,15 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..config import Settings
+from ..events import open_event_hub
 from ..ward import open_ward
 from ..web.ratelimit import RateLimitMiddleware
-from . import errors
+from . import errors, ws
 from .body import BodyLimit
 from .limits import rate_limit_rules
 from .metrics import RequestMetrics
 from .models import ErrorResponse
-from .routes import auth, health, sessions, state
+from .routes import auth, budget, health, sessions, state
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
 
@@ -34,9 +35,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_ward(settings.store, settings=settings) as ward:
+        async with (
+            open_ward(settings.store, settings=settings) as ward,
+            # a WebSocket message's JSON escapes may take six times its size on the wire
+            open_event_hub(
+                settings.store, max_event_bytes=6 * settings.ws_max_message_bytes + 4096
+            ) as events,
+        ):
             _ = ward.auth  # load the keys now: refuse to start without a usable secret
             app.state.ward = ward
+            app.state.events = events
             yield
 
     app = FastAPI(
@@ -47,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=_ERRORS,  # type: ignore[arg-type]
     )
     errors.install(app)
-    for router in (health.router, auth.router, sessions.router, state.router):
+    for router in (health.router, auth.router, sessions.router, state.router, budget.router,
+                   ws.router):  # fmt: skip
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

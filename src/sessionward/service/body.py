@@ -10,6 +10,7 @@ is not UTF-8 JSON of plain values. :class:`BodyLimit` answers 413 before reading
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -26,6 +27,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: valid JSON syntax, but no JSON value a client can mean
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def check_json(raw: bytes) -> None:
     """Raise :class:`ApiError` unless ``raw`` is strict JSON."""
     try:
@@ -33,7 +41,7 @@ def check_json(raw: bytes) -> None:
     except UnicodeDecodeError:
         raise invalid("body", "the body is not UTF-8") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise invalid("body", f"the body is not valid JSON: {exc}") from None
     if not _plain(value):

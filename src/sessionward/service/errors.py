@@ -35,6 +35,7 @@ class ApiError(Exception):
     fields: list[dict[str, str]] | None = None
     retry_after: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def invalid(field_name: str, message: str) -> ApiError:
@@ -79,7 +80,21 @@ TABLE: list[tuple[type[Exception], Rule]] = [
     (e.StateTooLarge, _fixed(413, "too_large", "The document is too large.")),
     (e.InvalidStateName, lambda exc: invalid("name", str(exc))),
     (e.InvalidArgument, lambda exc: invalid("body", str(exc))),
-    (e.BudgetExceeded, _fixed(402, "budget_exceeded", "The charge exceeds the budget.")),
+    (
+        e.BudgetExceeded,
+        lambda exc: ApiError(
+            402,
+            "budget_exceeded",
+            "The charge exceeds the remaining budget; nothing was charged.",
+            extra={"remaining": getattr(exc, "remaining", 0)},
+        ),
+    ),
+    (
+        e.IdempotencyMismatch,
+        _fixed(422, "idempotency_mismatch", "That idempotency key was used with another amount."),
+    ),
+    (e.UnknownCharge, _fixed(404, "not_found", "Not found.")),
+    (e.AlreadyRefunded, _fixed(409, "already_refunded", "The charge was refunded already.")),
     (e.StorageUnavailable, _retry(503, "store_unavailable", "The store is unavailable.")),
     (e.StorageError, _fixed(503, "store_error", "The store failed; try again.")),
 ]
@@ -93,8 +108,15 @@ def to_api_error(exc: Exception) -> ApiError:
 
 
 def respond(error: ApiError) -> JSONResponse:
-    return error_response(error.status, error.code, error.message, retry_after=error.retry_after,
-                          fields=error.fields, headers=error.headers)  # fmt: skip
+    return error_response(
+        error.status,
+        error.code,
+        error.message,
+        retry_after=error.retry_after,
+        fields=error.fields,
+        headers=error.headers,
+        extra=error.extra,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -25,6 +25,12 @@ class StateWrite(Strict):
     data: Any
 
 
+class ChargeIn(Strict):
+    amount: int = Field(ge=1, le=2**53)
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    description: str = Field(default="", max_length=500)
+
+
 class Registered(BaseModel):
     user_id: str
     username: str
@@ -65,6 +71,32 @@ class Written(BaseModel):
 
 class Names(BaseModel):
     names: list[str]
+
+
+class BudgetOut(BaseModel):
+    limit: int
+    spent: int
+    remaining: int
+    currency: str
+
+
+class ChargeOut(BaseModel):
+    charge_id: str
+    amount: int
+    spent: int
+    remaining: int
+
+
+class LedgerLine(BaseModel):
+    charge_id: str
+    amount: int
+    description: str
+    idempotency_key: str | None
+    created_at: str
+
+
+class ChargeList(BaseModel):
+    charges: list[LedgerLine]
 
 
 class Health(BaseModel):

@@ -296,6 +296,166 @@ class LimitStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetRow:
+    """A session's budget (integers in minor units). ``spent`` equals the sum of its ledger;
+    ``held`` the sum of its live holds; ``limit - spent - held`` is what may still be spent."""
+
+    user_id: str
+    session_id: str
+    limit: int
+    spent: int
+    held: int
+    currency: str
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.spent - self.held, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class UserBudgetRow:
+    """An optional cap across all of a user's sessions. Only the limit is stored: ``spent``
+    and ``held`` are always the sums over the user's session budgets (so they cannot drift),
+    computed in the same atomic step as the charge that checks them."""
+
+    user_id: str
+    limit: int
+    spent: int
+    held: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.spent - self.held, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One line of a session's ledger: a charge (positive) or a refund (negative)."""
+
+    entry_id: str
+    user_id: str
+    session_id: str
+    kind: Literal["charge", "refund"]
+    amount: int
+    idempotency_key: str | None
+    description: str
+    created_at: float
+    refund_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """A charge, or (with ``hold=True``) a reservation, to decide atomically.
+
+    ``default_limit``/``currency`` create the session's budget on first use. For a hold,
+    ``entry_id`` is the hold's id and ``hold_ttl`` its lifetime."""
+
+    user_id: str
+    session_id: str
+    amount: int
+    entry_id: str
+    idempotency_key: str | None
+    description: str
+    default_limit: int
+    currency: str
+    hold_ttl: float = 0.0
+
+
+BudgetStatus = Literal[
+    "charged", "replayed", "exceeded", "user_exceeded", "mismatch", "closed",
+    "held", "captured", "released", "refunded", "already", "unknown", "too_much",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetOutcome:
+    """What a ledger operation did. ``entry``: the charge made (or, for ``replayed`` and
+    ``mismatch``, the first one; for ``refunded``, the refund). ``budget``/``user_budget``:
+    the totals after. ``closed``: the session is not live; nothing happened."""
+
+    status: BudgetStatus
+    entry: LedgerEntry | None
+    budget: BudgetRow | None
+    user_budget: UserBudgetRow | None = None
+    hold_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerProblem:
+    """A budget whose totals disagree with its ledger or holds (``verify_ledger``)."""
+
+    user_id: str
+    session_id: str | None
+    field: str
+    recorded: int
+    actual: int
+
+
+class LedgerStore(Protocol):
+    """Budgets, ledgers and holds. Every operation that moves money is one atomic step that
+    checks the session is live, the session's and (if set) the user's budget, the
+    idempotency key, and writes the ledger line and the totals together."""
+
+    async def get_budget(
+        self, user_id: str, session_id: str, *, default_limit: int, currency: str
+    ) -> BudgetRow: ...
+
+    async def set_budget(
+        self, user_id: str, session_id: str, *, limit: int, currency: str
+    ) -> BudgetRow | None:
+        """Set a session's limit; ``None`` (nothing changed) if below spent + held."""
+        ...
+
+    async def get_user_budget(self, user_id: str) -> UserBudgetRow | None: ...
+
+    async def set_user_budget(self, user_id: str, limit: int | None) -> UserBudgetRow | None:
+        """Set (or with ``None`` remove) the user's cap; ``None`` if below spent + held."""
+        ...
+
+    async def charge(self, request: ChargeRequest) -> BudgetOutcome:
+        """``charged``, ``replayed`` (same key and amount), ``mismatch`` (same key, another
+        amount), ``exceeded`` / ``user_exceeded`` (nothing charged) or ``closed``."""
+        ...
+
+    async def refund(
+        self, user_id: str, session_id: str, charge_id: str, refund_id: str
+    ) -> BudgetOutcome:
+        """``refunded`` (once), ``already`` or ``unknown``."""
+        ...
+
+    async def reserve(self, request: ChargeRequest) -> BudgetOutcome:
+        """``held`` (counts against the budget until captured, released or expired),
+        ``exceeded`` / ``user_exceeded`` or ``closed``."""
+        ...
+
+    async def capture(
+        self, user_id: str, session_id: str, hold_id: str, actual: int, entry_id: str,
+        description: str,
+    ) -> BudgetOutcome:  # fmt: skip
+        """Charge ``actual`` (at most the hold) and release the hold: ``captured``,
+        ``too_much`` or ``unknown`` (no such hold, or expired)."""
+        ...
+
+    async def release(self, user_id: str, session_id: str, hold_id: str) -> BudgetOutcome:
+        """``released`` or ``unknown``."""
+        ...
+
+    async def list_charges(
+        self, user_id: str, session_id: str, *, after: str | None, limit: int
+    ) -> list[LedgerEntry]:
+        """Ledger lines oldest first, after the entry ``after``."""
+        ...
+
+    async def sweep_holds(self, limit: int) -> int:
+        """Release up to ``limit`` expired holds; return how many."""
+        ...
+
+    async def verify_ledger(self) -> list[LedgerProblem]:
+        """Every budget whose totals disagree with its ledger and holds (empty: all agree)."""
+        ...
+
+
 class StateStore(Protocol):
     """Documents per scope. A session scope whose session is not live reads as empty
     (``None``, ``[]``) even before a sweep deletes it, and refuses writes and deletes
@@ -317,7 +477,7 @@ class StateStore(Protocol):
     async def list_state(self, scope: StateScope) -> list[str]: ...
 
 
-class Store(SessionStore, StateStore, UserStore, LimitStore, Protocol):
+class Store(SessionStore, StateStore, UserStore, LimitStore, LedgerStore, Protocol):
     """A backend: open it, use it, close it."""
 
     url: StoreURL
@@ -366,6 +526,17 @@ def stamp_new_session(new: NewSessionRow, now: float) -> SessionRow:
         metadata=new.metadata,
         generation=1,
     )
+
+
+def charge_refusal(
+    budget: BudgetRow, user: UserBudgetRow | None, amount: int
+) -> Literal["exceeded", "user_exceeded"] | None:
+    """Why ``amount`` may not be spent now (the rule every backend applies), or ``None``."""
+    if amount > budget.limit - budget.spent - budget.held:
+        return "exceeded"
+    if user is not None and amount > user.limit - user.spent - user.held:
+        return "user_exceeded"
+    return None
 
 
 def refresh_of_spent(

@@ -38,6 +38,7 @@ from .base import (
     version_matches,
 )
 from .memory_accounts import MemoryAccounts
+from .memory_ledger import MemoryLedger
 
 T = TypeVar("T")
 _ScopeKey = tuple[str, str, str]
@@ -48,7 +49,7 @@ def _scope_key(scope: StateScope) -> _ScopeKey:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class MemoryStore(MemoryAccounts):
+class MemoryStore(MemoryAccounts, MemoryLedger):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, MemoryOptions)
         self.url = url
@@ -64,6 +65,7 @@ class MemoryStore(MemoryAccounts):
         self._state: dict[_ScopeKey, dict[str, StateRow]] = {}
         self._lru: OrderedDict[_Entry, None] = OrderedDict()
         MemoryAccounts.__init__(self)
+        MemoryLedger.__init__(self)
 
     @property
     def backend(self) -> str:
@@ -107,6 +109,9 @@ class MemoryStore(MemoryAccounts):
             oldest, _ = self._lru.popitem(last=False)
             self._forget(oldest)
 
+    def _forget_entry(self, entry: _Entry) -> None:
+        self._lru.pop(entry, None)
+
     def _forget(self, entry: _Entry) -> None:
         if entry[0] == "s":
             self._drop_session(entry[1])
@@ -135,6 +140,7 @@ class MemoryStore(MemoryAccounts):
             if not owned:
                 del self._by_user[row.user_id]
         self._drop_state(("session", row.user_id, session_id))
+        self._drop_budget(row.user_id, session_id)
 
     def _drop_state(self, key: _ScopeKey) -> None:
         for name in self._state.pop(key, {}):

@@ -33,6 +33,9 @@ class MemoryAccounts:
     def _use(self, entry: tuple[str, ...]) -> None:
         raise NotImplementedError  # MemoryStore's LRU
 
+    def _forget_entry(self, entry: tuple[str, ...]) -> None:
+        raise NotImplementedError  # MemoryStore's LRU
+
     def __init__(self) -> None:
         self._users: dict[str, UserRow] = {}
         self._usernames: dict[str, str] = {}
@@ -99,6 +102,7 @@ class MemoryAccounts:
         def op(now: float) -> None:
             for key in keys:
                 self._limits.pop(key, None)
+                self._forget_entry(("l", key))
 
         self._locked(op)
 
@@ -107,6 +111,7 @@ class MemoryAccounts:
             done = [key for key, tat in self._limits.items() if tat <= now][:limit]
             for key in done:
                 del self._limits[key]
+                self._forget_entry(("l", key))
             return len(done)
 
         return self._locked(op)

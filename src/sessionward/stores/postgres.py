@@ -19,8 +19,9 @@ compare-and-set is retried then; one that lost its connection during COMMIT may 
 applied, so a compare-and-set is not repeated and raises ``StorageUnavailable``.
 
 Modules: the pool, lifecycle and retry rules are in :mod:`.postgres_core`, users and limits
-in :mod:`.postgres_accounts`, statements in :mod:`.postgres_sql`, tables and migrations in
-:mod:`.postgres_schema`; this one holds sessions and state.
+in :mod:`.postgres_accounts`, budgets and ledgers in :mod:`.postgres_ledger`, statements in
+:mod:`.postgres_sql`, tables and migrations in :mod:`.postgres_schema` (and the ledger's
+functions in :mod:`.postgres_ledger_schema`); this one holds sessions and state.
 """
 
 from __future__ import annotations
@@ -49,15 +50,17 @@ from .base import (
 )
 from .postgres_accounts import PostgresAccounts
 from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
+from .postgres_ledger import PostgresLedger
 from .postgres_schema import lock_key
 from .postgres_sql import Params, key_params, state_params
 
 __all__ = ["PostgresStore", "conninfo", "is_transient"]
 
 
-class PostgresStore(PostgresAccounts):
-    """Sessions and state; users and limits come from :class:`PostgresAccounts`, the pool
-    and the retry rules from :class:`~.postgres_core.PostgresCore`."""
+class PostgresStore(PostgresAccounts, PostgresLedger):
+    """Sessions and state; users and limits come from :class:`PostgresAccounts`, budgets
+    and ledgers from :class:`~.postgres_ledger.PostgresLedger`, the pool and the retry rules
+    from :class:`~.postgres_core.PostgresCore`."""
 
     async def _lock_user(self, conn: Conn, user_id: str) -> float:
         """Serialize with every other writer of this user's session list; return now."""
@@ -190,9 +193,10 @@ class PostgresStore(PostgresAccounts):
 
         async def work(conn: Conn) -> int:
             swept = await fetch_all(conn, self._sql.sweep, {"now": self._now(), "limit": limit})
-            if swept:  # their state and their spent hashes go with them
+            if swept:  # their state, spent hashes, budgets, ledgers and holds go with them
                 params = {"session_ids": [r[0] for r in swept], "user_ids": [r[1] for r in swept]}
                 await conn.execute(self._sql.drop_swept, params)
+                await self._drop_swept_ledger(conn, params)
             return len(swept)
 
         return await self._transaction(work)

@@ -7,13 +7,14 @@ layered on it (users and limits in :mod:`.postgres_accounts`, sessions and state
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, pq, sql
 from psycopg.conninfo import make_conninfo
 from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
@@ -155,11 +156,14 @@ class PostgresCore:
         self, query: Query, params: Params, *, idempotent: bool = True
     ) -> TupleRow | None:
         """One autocommit statement. Not ``idempotent``: repeated only when the server says
-        it rolled back (a deadlock or serialization failure) or no connection was had, never
-        after a lost connection, which may have come after the statement committed."""
+        it rolled back (a deadlock or serialization failure) or no connection was had (none
+        from the pool, or one the server had closed before anything was sent), never after
+        a lost connection, which may have come after the statement committed."""
 
         async def op() -> TupleRow | None:
             async with self._live_pool().connection() as conn:
+                if not idempotent and closed_by_server(conn):
+                    raise psycopg.OperationalError("the server closed this pooled connection")
                 try:
                     return await fetch_one(conn, query, params)
                 except psycopg.OperationalError as exc:
@@ -195,6 +199,29 @@ class PostgresCore:
                 return result
 
         return await self._retry(attempt)
+
+
+def closed_by_server(conn: Conn) -> bool:
+    """Whether the server has closed this idle connection (a restart, a terminated backend):
+    its goodbye is then waiting on the socket. A zero-timeout poll, no round trip; a
+    connection lost without a goodbye is not seen, and fails as it is used."""
+    pgconn = conn.pgconn
+    try:
+        for _ in range(2):  # what has arrived (the server's goodbye), then the EOF behind it
+            if not _readable(pgconn.socket):
+                break
+            pgconn.consume_input()  # nonblocking: takes only what has arrived
+    except (OSError, psycopg.OperationalError):
+        return True
+    return pgconn.status != pq.ConnStatus.OK
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):  # select() refuses descriptors past 1023
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 async def fetch_one(conn: Conn, query: Query, params: Params) -> TupleRow | None:

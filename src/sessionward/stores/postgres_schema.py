@@ -7,7 +7,9 @@ and no lock, so a role without CREATE privilege can open a schema someone else c
 
 Migrations are append-only: a released one is never edited, a change is a new one. Version 2
 adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes), users, and
-GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`).
+GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`). Version 3
+adds budgets, user limits, the ledger and holds, with the functions that move money (in
+:mod:`.postgres_ledger_schema`, which is part of that migration).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from ..errors import ConfigurationError
+from .postgres_ledger_schema import LEDGER_MIGRATION
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -79,6 +82,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sw_limits_by_tat ON {limits} (tat)",
         "{gcra_function}",
     ),
+    LEDGER_MIGRATION,
 )
 LATEST = len(_MIGRATIONS)
 
@@ -217,6 +221,18 @@ def table_names(schema: str) -> dict[str, sql.Composable]:
         "users": sql.Identifier(schema, "sw_users"),
         "limits": sql.Identifier(schema, "sw_limits"),
         "gcra": sql.Identifier(schema, "sw_gcra"),
+        "budgets": sql.Identifier(schema, "sw_budgets"),
+        "user_budgets": sql.Identifier(schema, "sw_user_budgets"),
+        "ledger": sql.Identifier(schema, "sw_ledger"),
+        "holds": sql.Identifier(schema, "sw_holds"),
+        "outcome": sql.Identifier(schema, "sw_budget_outcome"),
+        "result": sql.Identifier(schema, "sw_budget_result"),
+        "expire": sql.Identifier(schema, "sw_expire_holds"),
+        "spend": sql.Identifier(schema, "sw_spend"),
+        "refund": sql.Identifier(schema, "sw_refund"),
+        "settle": sql.Identifier(schema, "sw_settle"),
+        "budget": sql.Identifier(schema, "sw_budget"),
+        "user_limit": sql.Identifier(schema, "sw_user_limit"),
     }
 
 

@@ -161,11 +161,17 @@ RETURNING s.session_id, s.user_id""",
 USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
 WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id""",
     # After the sweep's DELETE, as its own statement: a fresh snapshot sees a spent hash or
-    # a document committed while the sweep waited for the session row.
+    # a document committed while the sweep waited for the session row. Budget rows go here
+    # too (waiting for a refund or capture that holds one); their ledgers and holds in the
+    # sweep's next statement (postgres_ledger), whose snapshot sees what such a one wrote.
     "drop_swept": """WITH documents AS (
     DELETE FROM {state} AS t
     USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
     WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id
+), budgets AS (
+    DELETE FROM {budgets} AS b
+    USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
+    WHERE b.user_id = d.user_id AND b.session_id = d.session_id
 )
 DELETE FROM {spent} WHERE session_id = ANY(%(session_ids)s::text[])""",
     # FOR SHARE: a concurrent revoke (an UPDATE of the row) waits for this transaction, so

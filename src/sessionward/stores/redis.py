@@ -15,7 +15,7 @@ A rotation keeps the old hash's route and adds it to the session's spent set, so
 refresh presenting it is still led to the session and can tell a replay from a reuse.
 
 Connection, pool and retries are in :mod:`.redis_conn`; users and limits in
-:mod:`.redis_accounts`.
+:mod:`.redis_accounts`; budgets, ledgers and holds in :mod:`.redis_ledger`.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from .redis_keys import (
     ttl_ms,
     version_arg,
 )
+from .redis_ledger import RedisLedger
 
 # A route is written before its session exists, when the session's expiry is not yet known.
 _ROUTE_SLACK = 60.0
@@ -67,7 +68,7 @@ _ROUTE_SLACK = 60.0
 _SWEEP_PAGES, _SWEEP_PAGE = 1000, 1000
 
 
-class RedisStore(RedisAccounts):
+class RedisStore(RedisAccounts, RedisLedger):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
         self._routes = RouteCache(self._options.route_cache_size)

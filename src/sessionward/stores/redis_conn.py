@@ -32,19 +32,26 @@ from .retry import Retrier
 
 T = TypeVar("T")
 
-# One Lua file per atomic operation, each run with lua/prelude.lua in front of it.
+# One Lua file per atomic operation, each run with lua/prelude.lua in front of it, and the
+# ledger's with lua/prelude_ledger.lua after that.
+LEDGER_SCRIPTS = (
+    *("spend", "refund", "capture", "release", "budget_get", "budget_set", "user_budget"),
+    *("ledger_list", "ledger_verify", "holds_sweep"),
+)
 SCRIPTS = (
     *("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep"),
     *("state_get", "state_list", "state_put", "state_delete"),
     *("user_create", "user_claim", "user_list", "user_update", "gcra"),
+    *LEDGER_SCRIPTS,
 )
+PRELUDES = ("prelude.lua", "prelude_ledger.lua")
 
 
 @cache
 def script_source(name: str) -> str:
     lua = resources.files(__package__) / "lua"
-    prelude = (lua / "prelude.lua").read_text("utf-8")
-    return prelude + "\n" + (lua / f"{name}.lua").read_text("utf-8")
+    parts = PRELUDES if name in LEDGER_SCRIPTS else PRELUDES[:1]
+    return "\n".join((lua / part).read_text("utf-8") for part in (*parts, f"{name}.lua"))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -110,7 +117,9 @@ class RedisConnection:
             timeout=url.options.pool_timeout,
             **connection_kwargs(url.options),
         )
-        self._client = Redis.from_pool(self._pool)
+        # redis-py's hints differ across the versions we support (5.2 to 8: sync/async
+        # unions in 7), so the client is untyped here; real-server tests cover its use.
+        self._client: Any = Redis.from_pool(self._pool)
         self._scripts = {
             name: self._client.register_script(script_source(name)) for name in SCRIPTS
         }
@@ -129,7 +138,8 @@ class RedisConnection:
             pipe = self._client.pipeline(transaction=False)
             for script in self._scripts.values():
                 pipe.script_load(script.script)
-            return await pipe.execute()
+            loaded: list[Any] = await pipe.execute()
+            return loaded
 
         await self._call(load)
 

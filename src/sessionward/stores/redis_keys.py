@@ -12,6 +12,14 @@
     P:{usernames}   HASH    username_key to user id: the uniqueness point; no TTL
     P:{usernames}:sorted  ZSET  username_keys, score 0, for ordered pages; no TTL
     P:rl:K          STRING  GCRA limiter K's TAT (``%.17g``); expires at that TAT
+    P:{u:U}:b:S     HASH    session S's budget: ``lim``, ``sp``, ``hd``, ``cur``; ``e:<entry>``
+                    the entry's stream id, ``r:<charge>`` its refund, ``h:<hold>`` the amount
+    P:{u:U}:l:S     STREAM  S's ledger, oldest first (lua/prelude_ledger.lua)
+    P:{u:U}:h:S     ZSET    S's hold ids by expires_at
+    P:{u:U}:ik:S    HASH    S's idempotency keys: key to entry id
+    P:{u:U}:bidx    SET     U's members with a budget: the user's sums run over it
+    P:{u:U}:bcap    STRING  U's cap across its sessions (only the cap: the sums are taken
+                    over the budgets by every script that needs them); no TTL
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
@@ -23,6 +31,12 @@ set says whether the session really carried it. The two username keys share the 
 ``{usernames}``, so a claim adds to both at once. A user's record is in the user's slot, so
 registration is three crash-safe steps: the record with its unclaimed mark, the claim, then
 the mark's deletion (see :mod:`.redis_accounts`). Limiter keys are in a slot each.
+
+A session's budget, ledger and holds expire with the session (every ledger script and every
+touch extends them to the session key's TTL, or a day when there is no session key), its
+idempotency keys at least a day, and a sweep deletes them all with the session; the budget
+index lives as long as its longest-lived budget. All of them are in the user's slot, so one
+script decides a charge against the session's budget and the user's cap together.
 
 An id made only of ``[A-Za-z0-9_.@-]`` appears as it is; any other id (including one
 holding ``{``, ``}``, ``:`` or ``~``) appears as ``~`` and the unpadded urlsafe base64 of
@@ -104,6 +118,30 @@ class KeyLayout:
 
     def limit(self, key: str) -> str:
         return f"{self.prefix}:rl:{encode_id(key)}"
+
+    def budget(self, user_id: str, session_id: str) -> list[str]:
+        """The session's budget, the session, its ledger, holds and idempotency keys, then the
+        user's budget index and cap: the keys of a ledger script."""
+        base, member = self.user(user_id), encode_id(session_id)
+        own = [f"{base}{kind}:{member}" for kind in ("b", "s", "l", "h", "ik")]
+        return [*own, *self.user_budget(user_id)]
+
+    def user_budget(self, user_id: str) -> list[str]:
+        """The user's budget index and cap."""
+        base = self.user(user_id)
+        return [f"{base}bidx", f"{base}bcap"]
+
+    def budget_pattern(self, kind: str) -> str:
+        """A SCAN pattern for every session's key of one kind (``b``, ``h``, ...)."""
+        return f"{self.prefix}:{{u:*}}:{kind}:*"
+
+    def owner_of(self, key: str) -> Owner | None:
+        """(user, session) of a session's key (``P:{u:U}:<kind>:S``), or ``None``."""
+        head = f"{self.prefix}:{{u:"
+        user, sep, rest = key.removeprefix(head).partition("}:")
+        if not key.startswith(head) or not sep or rest.count(":") != 1:
+            return None
+        return decode_id(user), decode_id(rest.partition(":")[2])
 
 
 class RouteCache:

@@ -42,6 +42,7 @@ from .base import (
 )
 from .retry import Retrier
 from .sqlite_accounts import SqliteAccounts
+from .sqlite_ledger import SqliteLedger
 from .sqlite_schema import migrate
 from .sqlite_worker import Worker
 
@@ -94,7 +95,7 @@ def _scope_params(scope: StateScope) -> tuple[str, str, str]:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class SqliteStore(SqliteAccounts):
+class SqliteStore(SqliteAccounts, SqliteLedger):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, SqliteOptions)
         self.url = url
@@ -287,6 +288,9 @@ class SqliteStore(SqliteAccounts):
                 conn.execute("DELETE FROM sw_sessions WHERE session_id = ?", (session_id,))
                 conn.execute("DELETE FROM sw_spent_tokens WHERE session_id = ?", (session_id,))
                 _drop_session_state(conn, user_id, session_id)
+                for table in ("sw_budgets", "sw_ledger", "sw_holds"):
+                    conn.execute(f"DELETE FROM {table} WHERE user_id = ? AND session_id = ?",
+                                 (user_id, session_id))  # fmt: skip
             return len(dead)
 
         return await self._write(job)

@@ -61,6 +61,46 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX sw_limits_tat ON sw_limits (tat)",
     ],
+    [
+        """CREATE TABLE sw_budgets (
+            user_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            budget_limit INTEGER NOT NULL,
+            spent INTEGER NOT NULL,
+            held INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            PRIMARY KEY (user_id, session_id),
+            CHECK (spent >= 0 AND held >= 0 AND spent + held <= budget_limit)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE sw_user_budgets (
+            user_id TEXT PRIMARY KEY,
+            budget_limit INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE sw_ledger (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            entry_id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('charge', 'refund')),
+            amount INTEGER NOT NULL,
+            idempotency_key TEXT,
+            description TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            refund_of TEXT UNIQUE
+        )""",
+        """CREATE UNIQUE INDEX sw_ledger_key ON sw_ledger (user_id, session_id, idempotency_key)
+           WHERE idempotency_key IS NOT NULL""",
+        "CREATE INDEX sw_ledger_session ON sw_ledger (user_id, session_id, seq)",
+        """CREATE TABLE sw_holds (
+            hold_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sw_holds_session ON sw_holds (user_id, session_id)",
+        "CREATE INDEX sw_holds_expiry ON sw_holds (expires_at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

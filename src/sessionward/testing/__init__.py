@@ -18,9 +18,13 @@ from __future__ import annotations
 from ..clock import FakeClock
 from .accounts import LimitConformance, RefreshConformance, UserConformance
 from .conformance import SessionConformance, StateConformance
+from .ledger import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
 from .races import ProcessRaceConformance, RaceConformance
 
 __all__ = [
+    "BudgetConformance",
+    "BudgetProcessConformance",
+    "BudgetRaceConformance",
     "FakeClock",
     "LimitConformance",
     "ProcessRaceConformance",

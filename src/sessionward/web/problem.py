@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 
 def retry_seconds(seconds: float) -> int:
     """A ``Retry-After`` value: whole seconds, 1 to 86400."""
-    return min(max(math.ceil(seconds), 1), 86400)
+    return max(math.ceil(min(seconds, 86400.0)), 1)
 
 
 def error_response(
@@ -24,8 +24,9 @@ def error_response(
     retry_after: float | None = None,
     fields: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": message, **(extra or {})}
     out = dict(headers or {})
     if fields is not None:
         body["fields"] = fields

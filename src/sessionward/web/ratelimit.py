@@ -21,6 +21,7 @@ answers 503 ``store_unavailable``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ class RateLimitMiddleware:
         if identity is None:
             await self.app(scope, receive, send)
             return
-        await self._limited(scope, receive, send, rule, policy, f"{rule.name}:{identity}")
+        await self._limited(scope, receive, send, rule, policy, _key(rule.name, identity))
 
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, rule: Rule, policy: Policy, key: str
@@ -170,10 +171,21 @@ class RateLimitMiddleware:
         await self.app(scope, receive, with_headers)
 
 
+def _key(name: str, identity: str) -> str:
+    key = f"{name}:{identity}"
+    if len(key) <= 200:
+        return key
+    # A client controls the path (by_route) and so the identity's length: a long one is
+    # counted under its digest, never refused as a bad key.
+    return f"{name}:sha256:{hashlib.sha256(identity.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
     """The IETF draft's ``RateLimit-Policy`` and ``RateLimit`` fields for a decision."""
     policy = decision.policy
     names = [_item_name(policy, n) for n in range(len(policy.limits))]
+    if len(set(names)) < len(names):  # two limits with one window: number them instead
+        names = [f"{policy.name}-{n + 1}" for n in range(len(names))]
     quota = ", ".join(
         f'"{name}";q={limit.count};w={_seconds(limit.window)}'
         for name, limit in zip(names, policy.limits, strict=True)

@@ -43,4 +43,7 @@ local ms = ttl_ms(ie, now)
 redis.call('PEXPIRE', KEYS[1], ms)
 redis.call('ZADD', KEYS[2], row.ca, ARGV[3])
 extend_index(KEYS[2], ms)
+if redis.call('EXISTS', base .. 'b:' .. ARGV[3]) == 1 then
+  arm_budget(base, ARGV[3], ms)  -- a budget set before its session: it lives as long now
+end
 return {fmt(now), 'created', as_reply(row), evicted}

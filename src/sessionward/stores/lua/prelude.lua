@@ -66,8 +66,20 @@ local function extend_index(idx, ms)
   end
 end
 
+-- A session's budget keys (base .. 'b:' .. member: budget, 'l:' ledger, 'h:' holds) expire
+-- with the session; its idempotency keys ('ik:') live at least a day (and as long as it);
+-- the user's budget index ('bidx') as long as its longest-lived budget. Only ever extended.
+local DAY_MS = 86400000
+local function arm_budget(base, m, ms)
+  extend_index(base .. 'b:' .. m, ms)
+  extend_index(base .. 'l:' .. m, ms)
+  extend_index(base .. 'h:' .. m, ms)
+  extend_index(base .. 'ik:' .. m, math.max(ms, DAY_MS))
+  extend_index(base .. 'bidx', ms)
+end
+
 -- keys: the session, its documents, the user's index and its spent token hashes (the KEYS
--- of find, rotate and refresh). Everything of a session expires with it.
+-- of find, rotate and refresh). Everything of a session expires with it, its budget too.
 local function touch(keys, row, now)
   local ie = math.min(now + tonumber(row.it), tonumber(row.ea))
   row.ls, row.ie = fmt(now), fmt(ie)
@@ -77,6 +89,11 @@ local function touch(keys, row, now)
   redis.call('PEXPIRE', keys[2], ms)
   redis.call('PEXPIRE', keys[4], ms)
   extend_index(keys[3], ms)
+  -- ids are encoded without ':', so the last 's:' starts the member
+  local base, m = string.match(keys[1], '^(.*:)s:([^:]*)$')
+  if redis.call('EXISTS', base .. 'b:' .. m) == 1 then
+    arm_budget(base, m, ms)
+  end
 end
 
 -- Give a live session a new token hash. The old one becomes prev_token_hash and joins the

@@ -1,12 +1,18 @@
--- Delete up to `limit` of a user's dead sessions (now >= idle_expires_at), their state and
--- their spent token hashes. Only needed with an injected clock: otherwise Redis expires these
--- keys by itself.
+-- Delete up to `limit` of a user's dead sessions (now >= idle_expires_at), their state,
+-- their spent token hashes and their budget keys. Only needed with an injected clock:
+-- otherwise Redis expires these keys by itself.
 -- KEYS: index.  ARGV: now, user base, limit.
 -- Returns {how many sessions it deleted, {token hashes}}: every hash those sessions carried
 -- (current and spent), so that their routes can go too.
 local now = clock(ARGV[1])
 local base, limit = ARGV[2], tonumber(ARGV[3])
 local count, hashes = 0, {}
+
+-- a session's budget, ledger, holds and idempotency keys go with it
+local function drop_budget(m)
+  redis.call('DEL', base .. 'b:' .. m, base .. 'l:' .. m, base .. 'h:' .. m, base .. 'ik:' .. m)
+  redis.call('SREM', base .. 'bidx', m)
+end
 
 local function forget_spent(spkey)
   for _, h in ipairs(redis.call('SMEMBERS', spkey)) do
@@ -24,10 +30,12 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if s == nil then
     redis.call('ZREM', KEYS[1], m)
     forget_spent(spkey)
+    drop_budget(m)
   elseif now >= tonumber(s.ie) then
     redis.call('DEL', skey, base .. 'ss:' .. m)
     redis.call('ZREM', KEYS[1], m)
     forget_spent(spkey)
+    drop_budget(m)
     hashes[#hashes + 1] = s.th
     count = count + 1
   end
