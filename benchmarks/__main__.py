@@ -1,6 +1,7 @@
 """Run the benchmarks and write docs/benchmarks.md.
 
 python -m benchmarks [--quick] [--backends memory,sqlite,redis,postgresql]
+                     [--sections sessions,auth,budget,ratelimit] [--output docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import anyio
 
 from . import report
 from .auth import bench_auth, bench_login
+from .budget import bench_budget
 from .machine import describe, pinned
 from .measure import Result
+from .ratelimit import RateLimitResults, bench_ratelimit
 from .sessions import bench_sessions, raw_sqlite
 
 REDIS_URL = os.environ.get("SESSIONWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -28,8 +31,11 @@ OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 Results = dict[str, dict[str, list[Result]]]
 
 
-async def run(backends: list[str], sections: list[str], per_task: int) -> Results:
-    results: Results = {"sessions": {}, "auth": {}}
+async def run(
+    backends: list[str], sections: list[str], per_task: int, quick: bool
+) -> tuple[Results, RateLimitResults | None]:
+    results: Results = {"sessions": {}, "auth": {}, "budget": {}}
+    rate: RateLimitResults | None = None
     with tempfile.TemporaryDirectory() as tmp:
         urls = {
             "memory": "memory://?max_entries=1000000",
@@ -50,8 +56,22 @@ async def run(backends: list[str], sections: list[str], per_task: int) -> Result
                 await _clean([backend])
                 found.append(await bench_login(urls[backend], Path(tmp), logins=20))
                 results["auth"][backend] = found
+            if "budget" in sections:
+                print(f"budget on {backend} ...", flush=True)
+                await _clean([backend])
+                results["budget"][backend] = await bench_budget(urls[backend], per_task=per_task)
             await _clean([backend])
-    return results
+        if "ratelimit" in sections:
+            print("rate limiting ...", flush=True)
+            used = [backend for backend in backends if backend == "redis"]
+            await _clean(used)
+            try:
+                rate = await bench_ratelimit(
+                    urls, backends, Path(tmp), per_task=per_task, quick=quick
+                )
+            finally:
+                await _clean(used)
+    return results, rate
 
 
 async def _clean(backends: list[str]) -> None:
@@ -73,15 +93,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations (a smoke run)")
     parser.add_argument("--backends", default="memory,sqlite,redis,postgresql")
-    parser.add_argument("--sections", default="sessions,auth")
+    parser.add_argument("--sections", default="sessions,auth,budget,ratelimit")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     per_task = 500 if args.quick else 5000
     with pinned() as pinning:
-        results = anyio.run(run, args.backends.split(","), args.sections.split(","), per_task)
-    text = report.render(describe(), pinning, results)
+        backends, sections = args.backends.split(","), args.sections.split(",")
+        results, rate = anyio.run(run, backends, sections, per_task, args.quick)
+    text = report.render(describe(), pinning, results, rate)
     args.output.write_text(text)
     print(text)
 
 
-main()
+if __name__ == "__main__":  # not again in the processes the rate-limit benchmark spawns
+    main()

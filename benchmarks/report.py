@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .measure import Result
+from .ratelimit import BASELINE, RateLimitResults, Row
 
 NOTES = [
     "## Reading the figures",
@@ -25,7 +26,12 @@ NOTES = [
 RAW = {"sqlite": "raw PK read", "redis": "raw GET", "postgresql": "raw SELECT 1"}
 
 
-def render(machine: str, pinning: str, all_results: dict[str, dict[str, list[Result]]]) -> str:
+def render(
+    machine: str,
+    pinning: str,
+    all_results: dict[str, dict[str, list[Result]]],
+    ratelimit: RateLimitResults | None = None,
+) -> str:
     results = all_results["sessions"]
     lines = [
         "# Benchmarks",
@@ -34,14 +40,17 @@ def render(machine: str, pinning: str, all_results: dict[str, dict[str, list[Res
         "",
         f"- Machine: {machine}",
         f"- Pinning: {pinning}",
-        "- Each backend's raw-driver round trip is measured in the same run; *vs raw* is",
-        "  our p50 latency divided by the raw p50 at the same concurrency (1.0 = no overhead).",
-        "",
-        "## Sessions and state",
-        "",
-        "| backend | operation | tasks | ops/s | p50 µs | p99 µs | vs raw (p50) |",
-        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    if results:
+        lines += [
+            "- Each backend's raw-driver round trip is measured in the same run; *vs raw* is",
+            "  our p50 latency divided by the raw p50 at the same concurrency (1.0 = no overhead).",
+            "",
+            "## Sessions and state",
+            "",
+            "| backend | operation | tasks | ops/s | p50 µs | p99 µs | vs raw (p50) |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
     for backend, rows in results.items():
         raw = {r.tasks: r for r in rows if r.name == RAW.get(backend)}
         for r in rows:
@@ -52,9 +61,37 @@ def render(machine: str, pinning: str, all_results: dict[str, dict[str, list[Res
                 f"{r.p50_us:,.0f} | {r.p99_us:,.0f} | {ratio} |"
             )
     lines += auth_section(all_results["auth"])
-    lines += ["", "## Targets", "", *targets(results), *auth_targets(all_results["auth"]), ""]
-    lines += [*NOTES, ""]
+    lines += budget_section(all_results.get("budget", {}))
+    lines += ratelimit_section(ratelimit)
+    lines += ["", "## Targets", "", *targets(results), *auth_targets(all_results["auth"])]
+    lines += [*ratelimit_targets(ratelimit), ""]
+    if results or all_results["auth"]:
+        lines += [*NOTES, ""]
+    if ratelimit is not None:
+        lines += [*RATE_NOTES, ""]
     return "\n".join(lines)
+
+
+def budget_section(results: dict[str, list[Result]]) -> list[str]:
+    if not results:
+        return []
+    lines = [
+        "",
+        "## Budgets",
+        "",
+        "Charges through `ward.budget.charge` (one atomic step each: liveness, budget,",
+        "idempotency key, ledger line and totals), one task and 32 tasks, all on one session",
+        "(contending for its budget row) or spread over 1,000 sessions. `verify()` is run",
+        "after each backend: the books balanced every time.",
+        "",
+        "| backend | charges | tasks | charges/s | p50 µs | p99 µs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for backend, rows in results.items():
+        for r in rows:
+            lines.append(f"| {backend} | {r.name.removeprefix('charge, ')} | {r.tasks} | "
+                         f"{r.ops_per_s:,.0f} | {r.p50_us:,.0f} | {r.p99_us:,.0f} |")  # fmt: skip
+    return lines
 
 
 def auth_section(results: dict[str, list[Result]]) -> list[str]:
@@ -119,4 +156,193 @@ def targets(results: dict[str, list[Result]]) -> list[str]:
             f"- SQLite validate >= 20,000/s from one process: {best.ops_per_s:,.0f}/s "
             f"({best.tasks} tasks), {verdict}."
         )
+    return out
+
+
+# rate limiting
+
+RATE_NOTES = [
+    "## Reading the rate-limit figures",
+    "",
+    "- sessionward's `hit` returns a decision (allowed, remaining, reset and retry times, for",
+    "  every limit of the policy, all consumed or none); `limits`' `hit` returns a bool. The",
+    "  *+ window stats* row adds the `get_window_stats` call that a middleware sending",
+    "  RateLimit headers makes as well.",
+    "- The memory store runs each decision under one lock from its async API, with no thread",
+    "  hop. A SyncWard sends every call to its event-loop thread (an anyio blocking portal)",
+    "  and waits for the answer: two thread switches per decision on one CPU are most of its",
+    "  time. `limits`' blocking limiters decide in the calling thread.",
+    "- Threads share CPU 0 and the GIL: 8 threads measure contention, not parallelism.",
+    "- On the hot key the algorithms part: the moving window admits 1,000 in any second, GCRA",
+    "  a burst of 1,000 that refills at 1,000 a second, also while the other contenders run;",
+    "  so a slower contender, or GCRA, sees more of its hot-key decisions allowed.",
+    "- `limits`' memory moving window prepends one entry object per admitted hit to a list per",
+    "  key, and a timer thread prunes expired entries every 10 ms; its fixed window and sliding",
+    "  window counter keep counters. GCRA keeps one timestamp per key and limit.",
+    "- On Redis every contender sends one EVALSHA per decision, so one task measures the round",
+    "  trip (client on CPU 0, Redis on CPU 1) and the client's own work; `limits` is shown",
+    "  through redis-py (sessionward's client) and coredis (its default async client).",
+    "- sessionward's Redis client has a 5 s socket timeout and a bounded pool (50 connections,",
+    "  5 s wait); `limits`' redis-py client has neither. On Python 3.11 redis-py sends through",
+    "  `asyncio.wait_for` (a task per command) when a socket timeout is set, and the bounded",
+    "  pool takes an `asyncio.Condition`: more event-loop turns per decision. The row",
+    "  *sessionward's pool and timeouts* gives `limits` the same client settings.",
+    "- A memory store, either library's, belongs to one process: 4 processes admit up to 4x",
+    "  the limit. A shared store (an SQLite file, Redis) holds it exactly.",
+]
+
+
+def ratelimit_section(rate: RateLimitResults | None) -> list[str]:
+    if rate is None:
+        return []
+    lines = [
+        "",
+        "## Rate limiting",
+        "",
+        f"sessionward's GCRA limiter (`ward.limits.hit`) beside the `limits` library, one run "
+        f"({rate.versions}).",
+        'Both decide the policy "1000/second" (parsed once) over a pool of 1,000 keys (call *i*',
+        "uses key *i* mod 1000: nearly all allowed) or one hot key (*allowed* shows how often",
+        "the limit bound); the contenders alternate in blocks.",
+        "*vs limits MW* is decisions/s divided by `limits`' moving window's at the same store,",
+        f"keys and concurrency ({BASELINE['memory']!r} on memory, {BASELINE['redis']!r} on",
+        "Redis).",
+    ]
+    if rate.rows:
+        lines += [
+            "",
+            "| store | keys | contender | concurrency | decisions/s | p50 µs | p99 µs | allowed "
+            "| vs limits MW |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in rate.rows:
+            r, base = row.result, _baseline(rate.rows, row)
+            ratio = f"{r.ops_per_s / base.result.ops_per_s:.2f}x" if base else ""
+            lines.append(
+                f"| {row.store} | {row.keys} | {row.name} | {row.workers} | {r.ops_per_s:,.0f} | "
+                f"{r.p50_us:,.1f} | {r.p99_us:,.1f} | {_share(row.allowed)} | {ratio} |"
+            )
+    if rate.commands or rate.commands_note:
+        lines += ["", "### Redis commands per decision", "", rate.commands_note]
+    if rate.commands:
+        lines += [
+            "*Round trips* are the commands the client sent (MONITOR); EVALSHA calls and the",
+            "time Redis spent in each are `INFO commandstats` deltas; the last column is what",
+            "the script ran inside Redis.",
+            "",
+            "| contender | round trips / decision | sent | EVALSHA / decision "
+            "| µs in Redis / EVALSHA | run in the script |",
+            "|---|---:|---|---:|---:|---|",
+        ]
+        for c in rate.commands:
+            inside = f"{c.in_script:.2f}: {c.script_commands}"
+            lines.append(f"| {c.name} | {c.round_trips:.2f} | {c.sent} | {c.evalsha:.2f} | "
+                         f"{c.script_us:.1f} | {inside} |")  # fmt: skip
+    if rate.footprint:
+        lines += [
+            "",
+            "### Bytes per key",
+            "",
+            'Policy "100/hour" (nothing expires while measured), after one decision per key and',
+            "after 100 (a full window).",
+            "",
+            "| store | contender | decisions per key | bytes per key | measured as |",
+            "|---|---|---:|---:|---|",
+        ]
+        for f in rate.footprint:
+            lines.append(f"| {f.store} | {f.name} | {f.decisions} | {f.bytes_per_key:,.0f} | "
+                         f"{f.how} |")  # fmt: skip
+    if rate.exactness:
+        e = rate.exactness[0]
+        lines += [
+            "",
+            "### Exactness across processes",
+            "",
+            f"{e.processes} OS processes, released together, each try {e.attempts // e.processes}",
+            f"decisions on one key limited to {e.limit} an hour.",
+            "",
+            "| contender | store | processes | limit | attempts | allowed |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for e in rate.exactness:
+            lines.append(f"| {e.name} | {e.store} | {e.processes} | {e.limit} | {e.attempts} | "
+                         f"{e.allowed} |")  # fmt: skip
+    return lines
+
+
+def _share(allowed: float) -> str:
+    return f"{allowed * 100:.0f} %" if allowed >= 0.095 else f"{allowed * 100:.1f} %"
+
+
+def _baseline(rows: list[Row], row: Row) -> Row | None:
+    return next(
+        (b for b in rows if b.store == row.store and b.keys == row.keys
+         and b.result.tasks == row.result.tasks and b.name == BASELINE[row.store]),
+        None,
+    )  # fmt: skip
+
+
+def _rate_row(rows: list[Row], store: str, name: str, workers: int) -> Row | None:
+    return next(
+        (r for r in rows if r.store == store and r.keys == "1,000 keys" and r.name == name
+         and r.result.tasks == workers),
+        None,
+    )  # fmt: skip
+
+
+def ratelimit_targets(rate: RateLimitResults | None) -> list[str]:
+    if rate is None:
+        return []
+    out = []
+    memory = (("sessionward, async API", 1, "one task"), ("sessionward, SyncWard", 1, "one thread"),
+              ("sessionward, SyncWard", 8, "8 threads"))  # fmt: skip
+    for name, workers, how in memory:
+        ours = _rate_row(rate.rows, "memory", name, workers)
+        theirs = _rate_row(rate.rows, "memory", "limits moving window", workers)
+        if ours and theirs:
+            ratio = ours.result.ops_per_s / theirs.result.ops_per_s
+            verdict = "met" if ratio >= 1.5 else "MISSED"
+            out.append(f"- Memory >= 1.5x `limits`' moving window ({name.split(', ')[1]}, {how}, "
+                       f"1,000 keys): {ours.result.ops_per_s:,.0f}/s vs "
+                       f"{theirs.result.ops_per_s:,.0f}/s = {ratio:.2f}x, {verdict}.")  # fmt: skip
+    ours_c = next((c for c in rate.commands if c.name == "sessionward"), None)
+    if ours_c:
+        one = abs(ours_c.round_trips - 1) < 1e-9 and abs(ours_c.evalsha - 1) < 1e-9
+        others = "; ".join(f"{c.name} {c.round_trips:.2f}" for c in rate.commands
+                           if c.name != "sessionward")  # fmt: skip
+        out.append(f"- Redis: one round trip per decision: {ours_c.round_trips:.2f} "
+                   f"({ours_c.sent}; EVALSHA {ours_c.evalsha:.2f} by commandstats), "
+                   f"{'met' if one else 'MISSED'} (`limits`: {others}).")  # fmt: skip
+    for workers in (1, 32):
+        ours = _rate_row(rate.rows, "redis", "sessionward", workers)
+        moving = [
+            r
+            for r in rate.rows
+            if r.store == "redis" and r.keys == "1,000 keys" and r.result.tasks == workers
+            and r.name.startswith("limits moving window")
+        ]  # fmt: skip
+        if ours and moving:
+            best = max(moving, key=lambda r: r.result.ops_per_s)
+            ratio = ours.result.ops_per_s / best.result.ops_per_s
+            each = ", ".join(
+                f"{ours.result.ops_per_s / m.result.ops_per_s:.2f}x vs "
+                f"{m.name.removeprefix('limits moving window (').removesuffix(')')}"
+                for m in moving
+            )
+            verdict = "met" if ratio >= 1.2 else "MISSED"
+            out.append(f"- Redis >= 1.2x `limits`' moving window ({ours.workers}, 1,000 keys, "
+                       f"against its faster client): {ours.result.ops_per_s:,.0f}/s vs "
+                       f"{best.result.ops_per_s:,.0f}/s = {ratio:.2f}x ({each}), "
+                       f"{verdict}.")  # fmt: skip
+    shared = [e for e in rate.exactness if e.name == "sessionward" and "memory" not in e.store]
+    if shared:
+        exact = all(e.allowed == e.limit for e in shared)
+        each = ", ".join(f"{e.store} {e.allowed}" for e in shared)
+        theirs = next((e for e in rate.exactness if e.name != "sessionward"
+                       and e.store == "memory://"), None)  # fmt: skip
+        seen = (f"; `limits`' memory storage let {theirs.allowed} through, "
+                f"{theirs.allowed / theirs.limit:.1f}x the limit" if theirs else "")  # fmt: skip
+        verdict = "met" if exact else "MISSED"
+        out.append(f"- Exact across {shared[0].processes} processes on a shared store (limit "
+                   f"{shared[0].limit}): {each}, {verdict}{seen}.")  # fmt: skip
     return out

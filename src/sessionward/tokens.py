@@ -14,8 +14,11 @@ def new_token() -> str:
 
 
 def new_public_id() -> str:
-    """A random, non-secret identifier (128 bits) for records users may see and name."""
-    return secrets.token_urlsafe(16)
+    """A random, non-secret identifier (128 bits) for records users may see and name.
+    Never starts with ``-``, which a command line would take for an option."""
+    while (found := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return found
 
 
 def hash_token(token: str) -> str:

@@ -15,9 +15,10 @@ key, so memory per key is constant whatever the limit). A bad policy is a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
 from ..stores.base import GcraCheck
@@ -43,23 +44,24 @@ ACCEPTED = (
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """``count`` per ``window`` seconds, at most ``burst`` at once."""
+    """``count`` per ``window`` seconds, at most ``burst`` at once.
+
+    ``interval``: seconds between two admitted units once the burst is spent (GCRA's T).
+    ``capacity``: how far ahead of now a key's TAT may run. A sliver of slack keeps float
+    rounding (TATs are ~1.7e9, so each step may round by ~2.4e-7 s) from refusing the burst's
+    last unit, while one more unit stays almost a whole interval over: at most 1 ms, and
+    never more than half an interval. Both are computed once: they are on the hot path."""
 
     count: int
     window: float
     burst: int
+    interval: float = field(init=False, compare=False, repr=False)
+    capacity: float = field(init=False, compare=False, repr=False)
 
-    @property
-    def interval(self) -> float:
-        """Seconds between two admitted units once the burst is spent (GCRA's T)."""
-        return self.window / self.count
-
-    @property
-    def capacity(self) -> float:
-        # A sliver of slack keeps float rounding (TATs are ~1.7e9, so each step may round by
-        # ~2.4e-7 s) from refusing the burst's last unit, while one more unit stays almost a
-        # whole interval over: at most 1 ms, and never more than half an interval.
-        return self.burst * self.interval + min(self.interval / 2, SLACK)
+    def __post_init__(self) -> None:
+        interval = self.window / self.count
+        object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "capacity", self.burst * interval + min(interval / 2, SLACK))
 
     def check(self, key: str, cost: float) -> GcraCheck:
         return GcraCheck(key, self.interval, self.capacity, cost)
@@ -84,7 +86,15 @@ def parse_policy(text: str | Policy, name: str = "default") -> Policy:
     """Parse a policy string, or :class:`ConfigurationError` saying what is accepted."""
     if isinstance(text, Policy):
         return text
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise ConfigurationError(f"a rate-limit policy is needed; {ACCEPTED}")
+    return _parse(text, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str, name: str) -> Policy:
+    # Cached: policies are few and often passed as text on every call (a hot path).
+    if not text.strip():
         raise ConfigurationError(f"a rate-limit policy is needed; {ACCEPTED}")
     limits = tuple(_parse_limit(part) for part in text.split(";") if part.strip())
     if len(limits) > 8:
