@@ -1,7 +1,7 @@
 """Run the benchmarks and write docs/benchmarks.md.
 
 python -m benchmarks [--quick] [--backends memory,sqlite,redis,postgresql]
-                     [--sections sessions,auth,budget,ratelimit] [--output docs/benchmarks.md]
+                     [--sections sessions,auth,budget,ratelimit,jobs] [--output docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import anyio
 from . import report
 from .auth import bench_auth, bench_login
 from .budget import bench_budget
+from .jobs import JobResults, bench_jobs
 from .machine import describe, pinned
 from .measure import Result
 from .ratelimit import RateLimitResults, bench_ratelimit
@@ -33,9 +34,10 @@ Results = dict[str, dict[str, list[Result]]]
 
 async def run(
     backends: list[str], sections: list[str], per_task: int, quick: bool
-) -> tuple[Results, RateLimitResults | None]:
+) -> tuple[Results, RateLimitResults | None, dict[str, JobResults]]:
     results: Results = {"sessions": {}, "auth": {}, "budget": {}}
     rate: RateLimitResults | None = None
+    jobs: dict[str, JobResults] = {}
     with tempfile.TemporaryDirectory() as tmp:
         urls = {
             "memory": "memory://?max_entries=1000000",
@@ -60,6 +62,11 @@ async def run(
                 print(f"budget on {backend} ...", flush=True)
                 await _clean([backend])
                 results["budget"][backend] = await bench_budget(urls[backend], per_task=per_task)
+            if "jobs" in sections:
+                print(f"jobs on {backend} ...", flush=True)
+                await _clean([backend])
+                jobs[backend] = await bench_jobs(urls[backend], backend, jobs=per_task // 2,
+                                                 samples=200 if quick else 500)  # fmt: skip
             await _clean([backend])
         if "ratelimit" in sections:
             print("rate limiting ...", flush=True)
@@ -71,7 +78,7 @@ async def run(
                 )
             finally:
                 await _clean(used)
-    return results, rate
+    return results, rate, jobs
 
 
 async def _clean(backends: list[str]) -> None:
@@ -93,14 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations (a smoke run)")
     parser.add_argument("--backends", default="memory,sqlite,redis,postgresql")
-    parser.add_argument("--sections", default="sessions,auth,budget,ratelimit")
+    parser.add_argument("--sections", default="sessions,auth,budget,ratelimit,jobs")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     per_task = 500 if args.quick else 5000
     with pinned() as pinning:
         backends, sections = args.backends.split(","), args.sections.split(",")
-        results, rate = anyio.run(run, backends, sections, per_task, args.quick)
-    text = report.render(describe(), pinning, results, rate)
+        results, rate, jobs = anyio.run(run, backends, sections, per_task, args.quick)
+    text = report.render(describe(), pinning, results, rate, jobs)
     args.output.write_text(text)
     print(text)
 

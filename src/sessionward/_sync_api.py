@@ -191,23 +191,30 @@ class SyncRateLimiter:
     def __init__(self, inner: RateLimiter, portal: BlockingPortal) -> None:
         self._inner = inner
         self._portal = portal
+        self._direct = inner._direct  # None, or a DirectLimiter
 
     def hit(
         self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
     ) -> Decision:
         """Consume ``cost`` units from every limit of ``policy`` on ``key``, or none."""
+        if self._direct is not None:
+            return self._direct.hit(key, policy, cost, fail=fail)
         return self._portal.call(partial(self._inner.hit, key, policy, cost, fail=fail))
 
     def peek(
         self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
     ) -> Decision:
         """What :meth:`hit` would decide, consuming nothing."""
+        if self._direct is not None:
+            return self._direct.peek(key, policy, cost, fail=fail)
         return self._portal.call(partial(self._inner.peek, key, policy, cost, fail=fail))
 
     def enforce(
         self, key: str, policy: Policy | str, cost: float = 1, *, fail: FailMode = "closed"
     ) -> Decision:
         """Like :meth:`hit`, but raise :class:`RateLimited` when refused."""
+        if self._direct is not None:
+            return self._direct.enforce(key, policy, cost, fail=fail)
         return self._portal.call(partial(self._inner.enforce, key, policy, cost, fail=fail))
 
     def reset(self, key: str) -> None:

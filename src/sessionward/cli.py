@@ -1,6 +1,6 @@
 """The ``sessionward`` command: run the service and look after the store.
 
-    sessionward serve [--store URL] [--host H] [--port P] [--workers N]
+    sessionward serve [--store URL] [--host H] [--port P] [--workers N] [--shutdown-timeout S]
     sessionward users create NAME [--admin] [--password-stdin] | list | disable NAME
     sessionward sessions list [--user NAME] | revoke ID | revoke --user NAME
     sessionward cleanup
@@ -78,6 +78,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    shutdown_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="On shutdown, seconds to let requests finish "
+            "before the rest (open job event streams) are cut off.",
+        ),
+    ] = 5,
 ) -> None:
     """Run the HTTP service (default 127.0.0.1:8000 on sqlite:///sessionward.db)."""
     values = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -106,6 +115,8 @@ def serve(
         # client address before we see it; SESSIONWARD_TRUSTED_PROXIES is the only authority.
         proxy_headers=False,
         server_header=False,
+        # a job's event stream lasts as long as the job: without a bound, shutdown waits for it
+        timeout_graceful_shutdown=shutdown_timeout,
     )
 
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Protocol
+
+
+def iso_utc(seconds: float) -> str:
+    """Seconds since the epoch as ISO 8601 in UTC: ``2026-11-21T06:48:02.123456Z``."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Clock(Protocol):

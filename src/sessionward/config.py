@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     budget_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     budget_hold_ttl: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600.0
 
+    # background jobs
+    jobs_per_user_running: Annotated[int, Field(ge=1, le=10_000)] = 3
+    jobs_running: Annotated[int, Field(ge=1, le=100_000)] = 8
+    jobs_per_user_queued: Annotated[int, Field(ge=1, le=100_000)] = 20
+    job_worker_slots: Annotated[int, Field(ge=0, le=100_000)] = 0  # 0: jobs_running
+    job_lease: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    job_heartbeat: Annotated[float, Field(gt=0, le=600)] = 1.0
+    job_poll_interval: Annotated[float, Field(gt=0, le=600)] = 1.0
+    job_retention: Seconds = 7 * 86400.0
+
     # brute-force protection
     login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
     login_failure_window: Seconds = 900.0

@@ -33,6 +33,7 @@ raise. The web layer maps each class to an HTTP status in one table.
     │   ├── IdempotencyMismatch     the same key with another amount
     │   ├── UnknownCharge           no such charge or hold (or it expired)
     │   └── AlreadyRefunded
+    ├── JobError                    (jobs) UnknownJobKind, JobLimitExceeded
     └── CapacityExceeded
 """
 
@@ -132,6 +133,18 @@ class InvalidCredentials(SessionwardError):
 
 class UsernameTaken(SessionwardError):
     """Another user already has this username (usernames are unique ignoring case)."""
+
+
+class UnknownJobKind(SessionwardError):
+    """No job kind of that name is registered."""
+
+
+class JobLimitExceeded(SessionwardError):
+    """The user already has the maximum number of waiting jobs."""
+
+
+class UnknownJob(SessionwardError):
+    """The user has no job of that id."""
 
 
 class _RetryAfter(SessionwardError):

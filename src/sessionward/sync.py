@@ -7,6 +7,9 @@
 
 A SyncWard runs one event loop on a background thread (an anyio blocking portal) and sends
 every call there; its managers are generated from the async ones, so both behave the same.
+One exception: on memory:// a rate-limit decision (``ward.limits.hit``, ``peek``,
+``enforce``) is made in the calling thread, under the store's lock, by the same synchronous
+code the async limiter runs for that store (it needs no I/O, so no event loop either).
 It is safe to share between threads. Never call it from inside a running event loop: use
 :func:`sessionward.open_ward` there.
 """

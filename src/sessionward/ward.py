@@ -26,6 +26,7 @@ from .budget import Budgets
 from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
+from .jobs.manager import Jobs
 from .ratelimit import RateLimiter
 from .sessions import Sessions
 from .state import StateManager
@@ -54,6 +55,7 @@ class Ward:
         self.sessions = Sessions(store, settings)
         self.limits = RateLimiter(store)
         self.budget = Budgets(store, settings)
+        self.jobs = Jobs(store, settings)
         self.state = StateManager(store, settings)
         self.passwords = Passwords(settings)
         self.users = Users(store, self.sessions, self.passwords)

@@ -8,6 +8,8 @@ from sessionward.testing import (
     BudgetConformance,
     BudgetProcessConformance,
     BudgetRaceConformance,
+    JobProcessConformance,
+    JobStoreConformance,
     LimitConformance,
     ProcessRaceConformance,
     RaceConformance,
@@ -58,6 +60,16 @@ class TestBudgetRaces(BudgetRaceConformance):
 
 
 class TestBudgetProcesses(BudgetProcessConformance):
+    @pytest.fixture(params=SHARED_BACKENDS)
+    def backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+
+class TestJobStores(JobStoreConformance):
+    pass
+
+
+class TestJobProcesses(JobProcessConformance):
     @pytest.fixture(params=SHARED_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)

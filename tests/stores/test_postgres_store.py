@@ -59,6 +59,8 @@ TABLES = {
     "sw_user_budgets",
     "sw_ledger",
     "sw_holds",
+    "sw_jobs",
+    "sw_job_queues",
 }
 
 

@@ -46,7 +46,7 @@ from sessionward import (
     open_ward,
     parse_store_url,
 )
-from sessionward.stores import create_store
+from sessionward.stores import create_store, redis_conn
 from sessionward.stores.base import (
     BudgetOutcome,
     ById,
@@ -274,22 +274,35 @@ async def test_a_touch_re_arms_the_ttls(
 
 
 class RoundTrips:
-    """Counts writes to the server's sockets (one per command, or per pipeline)."""
+    """Counts writes to the server's sockets (one per command, or per pipeline), through
+    redis-py or through the store's own way for rate-limit decisions (``write_packed``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[list[str]] = []
+        self.packets: list[bytes] = []
         original = Connection.send_packed_command
+        lean = redis_conn.write_packed
 
-        async def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+        def count(command: Any) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
             names = re.findall(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n", packed)
             self.sent.append([name.decode().upper() for name in names])
+            self.packets.append(packed)
+
+        async def counting(conn: Any, command: Any, check_health: bool = True) -> None:
+            count(command)
             await original(conn, command, check_health)
 
+        def counting_lean(writer: Any, packed: bytes) -> bool:
+            count(packed)
+            return lean(writer, packed)
+
         monkeypatch.setattr(Connection, "send_packed_command", counting)
+        monkeypatch.setattr(redis_conn, "write_packed", counting_lean)
 
     def reset(self) -> None:
         self.sent.clear()
+        self.packets.clear()
 
 
 @pytest.fixture
@@ -683,6 +696,7 @@ async def test_a_gcra_decision_is_one_round_trip(
         round_trips.reset()
         await store.gcra(checks, apply=apply)
         assert round_trips.sent == [["EVALSHA"]]
+    await store.ping()  # the decisions keep a connection: another one is opened (a handshake)
     round_trips.reset()
     await store.reset_limits(["k0", "k1"])
     assert round_trips.sent == [["DEL", "DEL"]]

@@ -11,22 +11,39 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..config import Settings
-from ..events import open_event_hub
-from ..ward import open_ward
+from ..events import EventHub, open_event_hub
+from ..jobs import JobWorker
+from ..jobs.builtin import BUILTIN
+from ..ward import Ward, open_ward
 from ..web.ratelimit import RateLimitMiddleware
 from . import errors, ws
 from .body import BodyLimit
 from .limits import rate_limit_rules
 from .metrics import RequestMetrics
 from .models import ErrorResponse
-from .routes import auth, budget, health, sessions, state
+from .routes import auth, budget, health, jobs, sessions, state
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
+
+
+@asynccontextmanager
+async def run_jobs(ward: Ward, events: EventHub) -> AsyncIterator[JobWorker]:
+    """The built-in job kinds, job events on the hub, and this instance's worker. On the
+    way out the worker stops; jobs it was running run again once their lease runs out."""
+    for kind in BUILTIN:
+        ward.jobs.register(kind)
+    ward.jobs.events = events
+    worker = JobWorker(ward)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker.run)
+        yield worker
+        tasks.cancel_scope.cancel()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _ = ward.auth  # load the keys now: refuse to start without a usable secret
             app.state.ward = ward
             app.state.events = events
-            yield
+            async with run_jobs(ward, events):
+                yield
 
     app = FastAPI(
         title="sessionward",
@@ -56,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     for router in (health.router, auth.router, sessions.router, state.router, budget.router,
-                   ws.router):  # fmt: skip
+                   jobs.router, ws.router):  # fmt: skip
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

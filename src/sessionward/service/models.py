@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..clock import iso_utc
 
 
 class Strict(BaseModel):
@@ -99,6 +100,43 @@ class ChargeList(BaseModel):
     charges: list[LedgerLine]
 
 
+class JobIn(Strict):
+    kind: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str
+    status: str
+    progress: float
+    message: str
+    result: Any
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class JobKindOut(BaseModel):
+    kind: str
+    description: str
+    params_schema: dict[str, Any]
+
+
+class JobKindList(BaseModel):
+    kinds: list[JobKindOut]
+
+
 class Health(BaseModel):
     status: str
 
@@ -118,6 +156,4 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def iso(seconds: float) -> str:
-    """ISO 8601 in UTC, e.g. ``2026-11-21T06:48:02.123456Z``."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+iso = iso_utc  # the API shows every time this way

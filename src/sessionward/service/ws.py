@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -26,6 +25,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..auth.manager import Principal
+from ..clock import iso_utc
 from ..errors import InvalidToken, SessionError, StorageError
 from ..events import EventHub, Subscription, user_channel
 from ..ratelimit import parse_policy
@@ -88,11 +88,6 @@ def _unicode(value: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def iso_utc(seconds: float) -> str:
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 def _error(code: str, **extra: Any) -> dict[str, Any]:

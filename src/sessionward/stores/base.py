@@ -14,7 +14,8 @@ one back, because every write to a session, or to its state, is conditional on i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -456,6 +457,158 @@ class LedgerStore(Protocol):
         ...
 
 
+JobStatus = Literal[
+    "queued", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"
+]
+RUNNING: frozenset[str] = frozenset({"running", "cancelling"})  # hold a slot
+WAITING: frozenset[str] = frozenset({"queued", "interrupted"})  # may be claimed
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    job_id: str
+    user_id: str
+    kind: str
+    params: str
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as stored. ``params``/``result`` are JSON text; ``seq`` orders submissions (FIFO
+    within a user). A running job holds a lease (``lease_expires_at``) renewed by its
+    worker's heartbeat; ``attempts`` counts claims."""
+
+    job_id: str
+    user_id: str
+    kind: str
+    params: str
+    status: JobStatus
+    progress: float
+    message: str
+    result: str | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    max_attempts: int
+    worker_id: str | None
+    lease_expires_at: float | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """Slots: running (or cancelling) jobs per user and in the whole deployment."""
+
+    per_user: int
+    overall: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    running: int
+    queued: int
+
+
+def fair_order(
+    queued: Sequence[JobRow], running_by_user: Mapping[str, int], running: int,
+    limits: JobLimits, want: int, last_started: Mapping[str, float] | None = None,
+) -> list[JobRow]:  # fmt: skip
+    """Which queued jobs to start now (the rule every backend applies): while slots are free,
+    the next job is the oldest queued job of the user with the fewest running jobs; among
+    users with as few, the user served longest ago (whose latest ``started_at`` is oldest;
+    a user none of whose jobs ever started first, and one picked in this claim last), then
+    the user whose oldest queued job is oldest. FIFO within a user, and the users take
+    turns: none waits behind another's whole queue, even when more users wait than there
+    are slots. ``queued`` must be ordered by ``seq``; ``last_started`` maps users to the
+    latest ``started_at`` of any of their jobs still stored (missing: never started).
+
+    Without ``last_started`` the turns are lost: idle users then go by their oldest queued
+    job, and with more waiting users than slots the users holding the oldest jobs keep every
+    slot until their queues are empty."""
+    heads: dict[str, list[JobRow]] = {}
+    for job in queued:
+        heads.setdefault(job.user_id, []).append(job)
+    busy: dict[str, int] = dict(running_by_user)
+    served: dict[str, float] = dict(last_started or {})
+    chosen: list[JobRow] = []
+    while len(chosen) < want and running + len(chosen) < limits.overall:
+        open_users = [u for u, jobs in heads.items() if jobs and busy.get(u, 0) < limits.per_user]
+        if not open_users:
+            break
+        user = min(open_users, key=lambda u: (busy.get(u, 0), served.get(u, -math.inf),
+                                              heads[u][0].seq))  # fmt: skip
+        chosen.append(heads[user].pop(0))
+        busy[user] = busy.get(user, 0) + 1
+        served[user] = math.inf  # just now: after everyone served before this claim
+    return chosen
+
+
+class JobStore(Protocol):
+    """Per-user job queues with slot limits decided atomically across all instances."""
+
+    async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
+        """Queue a job; ``None`` if the user already has ``max_queued`` waiting jobs."""
+        ...
+
+    async def claim_jobs(
+        self, worker_id: str, *, want: int, limits: JobLimits, lease: float
+    ) -> list[JobRow]:
+        """Atomically start up to ``want`` waiting (``queued`` or ``interrupted``) jobs by
+        :func:`fair_order`, counting every running or cancelling job in the store against
+        ``limits``: status ``running``, ``attempts + 1``, ``started_at``, the lease, the
+        worker."""
+        ...
+
+    async def heartbeat_jobs(
+        self, worker_id: str, job_ids: Sequence[str], lease: float
+    ) -> list[str]:
+        """Extend the leases of this worker's jobs; return those now ``cancelling``."""
+        ...
+
+    async def progress_job(
+        self, job_id: str, worker_id: str, progress: float, message: str
+    ) -> JobStatus | None:
+        """Record progress (never decreasing) of a job this worker holds; return its status
+        (``None``: not this worker's any more)."""
+        ...
+
+    async def finish_job(
+        self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None,
+    ) -> JobRow | None:  # fmt: skip
+        """End a job this worker holds (``succeeded`` sets progress 1; a job being cancelled
+        ends ``cancelled`` whatever is asked); frees its slot. ``None`` if not held."""
+        ...
+
+    async def cancel_job(self, user_id: str, job_id: str) -> JobRow | None:
+        """A queued job becomes ``cancelled`` at once, a running one ``cancelling``; others
+        are left as they are. ``None`` if the user has no such job."""
+        ...
+
+    async def get_job(self, user_id: str, job_id: str) -> JobRow | None: ...
+
+    async def list_jobs(self, user_id: str, *, limit: int) -> list[JobRow]:
+        """The user's jobs, newest first."""
+        ...
+
+    async def reap_jobs(self, *, limit: int) -> list[JobRow]:
+        """Jobs whose lease expired (their worker died): a ``cancelling`` one becomes
+        ``cancelled``; a ``running`` one ``interrupted`` if attempts remain (claimable again,
+        in its place in the queue: that is its re-queueing), else ``failed``. Frees their
+        slots; returns them as they end up."""
+        ...
+
+    async def purge_jobs(self, *, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs that finished before ``finished_before``, the oldest
+        finished first (ties by ``seq``)."""
+        ...
+
+    async def job_counts(self) -> JobCounts: ...
+
+
 class StateStore(Protocol):
     """Documents per scope. A session scope whose session is not live reads as empty
     (``None``, ``[]``) even before a sweep deletes it, and refuses writes and deletes
@@ -477,7 +630,7 @@ class StateStore(Protocol):
     async def list_state(self, scope: StateScope) -> list[str]: ...
 
 
-class Store(SessionStore, StateStore, UserStore, LimitStore, LedgerStore, Protocol):
+class Store(SessionStore, StateStore, UserStore, LimitStore, LedgerStore, JobStore, Protocol):
     """A backend: open it, use it, close it."""
 
     url: StoreURL

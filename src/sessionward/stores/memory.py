@@ -5,12 +5,18 @@ threads and tasks. The store counts sessions and state documents together and, p
 ``max_entries``, drops the least recently used, so a flood of new keys cannot grow it without
 bound. It belongs to the process that created it: used after a ``fork`` it refuses, because
 the copy would silently diverge from the original.
+
+Its rate-limit decisions never wait, so it also decides them synchronously (``gcra_now``,
+``gcra_one_now``): :class:`~sessionward.SyncWard` threads call them directly, under the same
+lock, instead of through its event loop.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,25 +44,45 @@ from .base import (
     version_matches,
 )
 from .memory_accounts import MemoryAccounts
+from .memory_jobs import MemoryJobs
 from .memory_ledger import MemoryLedger
 
 T = TypeVar("T")
 _ScopeKey = tuple[str, str, str]
-_Entry = tuple[str, ...]
+#: an LRU entry: ("s", session id), (kind, user id, session id, name) for a state document,
+#: or a limiter key itself (a str: the commonest entry, made at no cost)
+_Entry = tuple[str, ...] | str
 
 
 def _scope_key(scope: StateScope) -> _ScopeKey:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class MemoryStore(MemoryAccounts, MemoryLedger):
+#: this process's stores. A forked child marks its copies inherited: checked per operation for
+#: nothing, where comparing os.getpid() costs a system call each time.
+_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _mark_inherited() -> None:
+    for store in list(_STORES):
+        store._inherited = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_mark_inherited)
+
+
+class MemoryStore(MemoryAccounts, MemoryLedger, MemoryJobs):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, MemoryOptions)
         self.url = url
         self._max_entries = url.options.max_entries
         self._clock = clock or SystemClock()
+        #: the clock's now(), bound once (time.time itself for the system clock)
+        self._now = time.time if type(self._clock) is SystemClock else self._clock.now
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._inherited = False
+        _STORES.add(self)
         self._sessions: dict[str, SessionRow] = {}
         self._tokens: dict[str, str] = {}
         self._by_user: dict[str, dict[str, None]] = {}
@@ -66,19 +92,23 @@ class MemoryStore(MemoryAccounts, MemoryLedger):
         self._lru: OrderedDict[_Entry, None] = OrderedDict()
         MemoryAccounts.__init__(self)
         MemoryLedger.__init__(self)
+        MemoryJobs.__init__(self)
 
     @property
     def backend(self) -> str:
         return "memory"
 
     def _locked(self, fn: Callable[[float], T]) -> T:
-        if os.getpid() != self._pid:
-            raise ConfigurationError(
-                "a memory:// store cannot be shared across processes; "
-                "use sqlite, redis or postgresql when several processes need the same data"
-            )
+        if self._inherited:
+            self._refuse_inherited()
         with self._lock:
-            return fn(self._clock.now())
+            return fn(self._now())
+
+    def _refuse_inherited(self) -> None:
+        raise ConfigurationError(
+            "a memory:// store cannot be shared across processes; "
+            "use sqlite, redis or postgresql when several processes need the same data"
+        )
 
     # lifecycle
 
@@ -105,6 +135,9 @@ class MemoryStore(MemoryAccounts, MemoryLedger):
     def _use(self, entry: _Entry) -> None:
         self._lru[entry] = None
         self._lru.move_to_end(entry)
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._lru) > self._max_entries:
             oldest, _ = self._lru.popitem(last=False)
             self._forget(oldest)
@@ -113,10 +146,10 @@ class MemoryStore(MemoryAccounts, MemoryLedger):
         self._lru.pop(entry, None)
 
     def _forget(self, entry: _Entry) -> None:
-        if entry[0] == "s":
+        if isinstance(entry, str):
+            self._limits.pop(entry, None)
+        elif entry[0] == "s":
             self._drop_session(entry[1])
-        elif entry[0] == "l":
-            self._limits.pop(entry[1], None)
         else:
             key, name = (entry[0], entry[1], entry[2]), entry[3]
             docs = self._state.get(key)

@@ -50,6 +50,7 @@ from .base import (
 )
 from .postgres_accounts import PostgresAccounts
 from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
+from .postgres_jobs import PostgresJobs
 from .postgres_ledger import PostgresLedger
 from .postgres_schema import lock_key
 from .postgres_sql import Params, key_params, state_params
@@ -57,7 +58,7 @@ from .postgres_sql import Params, key_params, state_params
 __all__ = ["PostgresStore", "conninfo", "is_transient"]
 
 
-class PostgresStore(PostgresAccounts, PostgresLedger):
+class PostgresStore(PostgresAccounts, PostgresLedger, PostgresJobs):
     """Sessions and state; users and limits come from :class:`PostgresAccounts`, budgets
     and ledgers from :class:`~.postgres_ledger.PostgresLedger`, the pool and the retry rules
     from :class:`~.postgres_core.PostgresCore`."""

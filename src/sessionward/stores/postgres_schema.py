@@ -9,7 +9,9 @@ Migrations are append-only: a released one is never edited, a change is a new on
 adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes), users, and
 GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`). Version 3
 adds budgets, user limits, the ledger and holds, with the functions that move money (in
-:mod:`.postgres_ledger_schema`, which is part of that migration).
+:mod:`.postgres_ledger_schema`, which is part of that migration). Version 4 adds the job
+queues (``sw_jobs``, ``sw_job_queues``) and the functions that change them
+(:mod:`.postgres_jobs_schema`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from ..errors import ConfigurationError
+from .postgres_jobs_schema import JOBS_MIGRATION
 from .postgres_ledger_schema import LEDGER_MIGRATION
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -83,6 +86,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "{gcra_function}",
     ),
     LEDGER_MIGRATION,
+    JOBS_MIGRATION,
 )
 LATEST = len(_MIGRATIONS)
 
@@ -233,6 +237,15 @@ def table_names(schema: str) -> dict[str, sql.Composable]:
         "settle": sql.Identifier(schema, "sw_settle"),
         "budget": sql.Identifier(schema, "sw_budget"),
         "user_limit": sql.Identifier(schema, "sw_user_limit"),
+        "jobs": sql.Identifier(schema, "sw_jobs"),
+        "queues": sql.Identifier(schema, "sw_job_queues"),
+        "lock_queue": sql.Identifier(schema, "sw_lock_job_queue"),
+        "submit_job": sql.Identifier(schema, "sw_submit_job"),
+        "pick_jobs": sql.Identifier(schema, "sw_pick_jobs"),
+        "claim_jobs": sql.Identifier(schema, "sw_claim_jobs"),
+        "cancel_job": sql.Identifier(schema, "sw_cancel_job"),
+        "reap_jobs": sql.Identifier(schema, "sw_reap_jobs"),
+        "purge_jobs": sql.Identifier(schema, "sw_purge_jobs"),
     }
 
 

@@ -15,7 +15,8 @@ A rotation keeps the old hash's route and adds it to the session's spent set, so
 refresh presenting it is still led to the session and can tell a replay from a reuse.
 
 Connection, pool and retries are in :mod:`.redis_conn`; users and limits in
-:mod:`.redis_accounts`; budgets, ledgers and holds in :mod:`.redis_ledger`.
+:mod:`.redis_accounts`; budgets, ledgers and holds in :mod:`.redis_ledger`; job queues in
+:mod:`.redis_jobs`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from .base import (
     touch_due,
 )
 from .redis_accounts import RedisAccounts
+from .redis_jobs import RedisJobs
 from .redis_keys import (
     Owner,
     RouteCache,
@@ -68,7 +70,7 @@ _ROUTE_SLACK = 60.0
 _SWEEP_PAGES, _SWEEP_PAGE = 1000, 1000
 
 
-class RedisStore(RedisAccounts, RedisLedger):
+class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
         self._routes = RouteCache(self._options.route_cache_size)

@@ -20,6 +20,17 @@
     P:{u:U}:bidx    SET     U's members with a budget: the user's sums run over it
     P:{u:U}:bcap    STRING  U's cap across its sessions (only the cap: the sums are taken
                     over the budgets by every script that needs them); no TTL
+    P:{jobs}:j:J    HASH    job J (fields in lua/job_prelude.lua); no TTL, deleted by a purge
+    P:{jobs}:q:U    ZSET    U's waiting (queued or interrupted) job ids by seq
+    P:{jobs}:a:U    ZSET    all of U's job ids by seq, for listing
+    P:{jobs}:s:U    ZSET    U's job ids that ever started, by started_at: the top is when U
+                    was last served (``fair_order``'s ``last_started``)
+    P:{jobs}:ready  SET     users with waiting jobs
+    P:{jobs}:busy   HASH    user to running (or cancelling) jobs; no field at 0
+    P:{jobs}:leases ZSET    running (or cancelling) job ids by lease_expires_at
+    P:{jobs}:done   ZSET    finished job ids by finished_at, for purging
+    P:{jobs}:waiting  STRING  the number of waiting jobs
+    P:{jobs}:seq    STRING  the last seq handed out
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
@@ -31,6 +42,12 @@ set says whether the session really carried it. The two username keys share the 
 ``{usernames}``, so a claim adds to both at once. A user's record is in the user's slot, so
 registration is three crash-safe steps: the record with its unclaimed mark, the claim, then
 the mark's deletion (see :mod:`.redis_accounts`). Limiter keys are in a slot each.
+
+Every job key shares the one hash tag ``{jobs}``: a claim decides the per-user and overall
+slot limits over the queues of all users at once, so they must all be in one slot (one
+script, and the layout still works on Redis Cluster, where that slot is one shard). The
+queues, the running counts and the indexes change in the same script as the job's status,
+so they never drift (the invariants are listed in ``lua/job_prelude.lua``).
 
 A session's budget, ledger and holds expire with the session (every ledger script and every
 touch extends them to the session key's TTL, or a day when there is no session key), its
@@ -134,6 +151,18 @@ class KeyLayout:
     def budget_pattern(self, kind: str) -> str:
         """A SCAN pattern for every session's key of one kind (``b``, ``h``, ...)."""
         return f"{self.prefix}:{{u:*}}:{kind}:*"
+
+    def jobs(self) -> str:
+        """The common start of every job key (the scripts append ``j:<job>`` etc.)."""
+        return f"{self.prefix}:{{jobs}}:"
+
+    def job_shared(self) -> list[str]:
+        """The keys every job script declares (``KEYS`` in lua/job_prelude.lua)."""
+        base = self.jobs()
+        return [f"{base}{name}" for name in ("seq", "ready", "busy", "leases", "done", "waiting")]
+
+    def job(self, job_id: str) -> str:
+        return f"{self.jobs()}j:{encode_id(job_id)}"
 
     def owner_of(self, key: str) -> Owner | None:
         """(user, session) of a session's key (``P:{u:U}:<kind>:S``), or ``None``."""

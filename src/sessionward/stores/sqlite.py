@@ -42,6 +42,7 @@ from .base import (
 )
 from .retry import Retrier
 from .sqlite_accounts import SqliteAccounts
+from .sqlite_jobs import SqliteJobs
 from .sqlite_ledger import SqliteLedger
 from .sqlite_schema import migrate
 from .sqlite_worker import Worker
@@ -95,7 +96,7 @@ def _scope_params(scope: StateScope) -> tuple[str, str, str]:
     return (scope.kind, scope.user_id, scope.session_id or "")
 
 
-class SqliteStore(SqliteAccounts, SqliteLedger):
+class SqliteStore(SqliteAccounts, SqliteLedger, SqliteJobs):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, SqliteOptions)
         self.url = url

@@ -101,6 +101,34 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX sw_holds_session ON sw_holds (user_id, session_id)",
         "CREATE INDEX sw_holds_expiry ON sw_holds (expires_at)",
     ],
+    [
+        """CREATE TABLE sw_jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL,
+            progress REAL NOT NULL,
+            message TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            attempts INTEGER NOT NULL,
+            max_attempts INTEGER NOT NULL,
+            worker_id TEXT,
+            lease_expires_at REAL
+        )""",
+        "CREATE INDEX sw_jobs_waiting ON sw_jobs (status, seq)",
+        "CREATE INDEX sw_jobs_user ON sw_jobs (user_id, seq)",
+        "CREATE INDEX sw_jobs_lease ON sw_jobs (lease_expires_at)"
+        " WHERE lease_expires_at IS NOT NULL",
+        "CREATE INDEX sw_jobs_finished ON sw_jobs (finished_at) WHERE finished_at IS NOT NULL",
+    ],
+    # a claim's turns: each waiting user's latest start
+    ["CREATE INDEX sw_jobs_user_started ON sw_jobs (user_id, started_at)"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

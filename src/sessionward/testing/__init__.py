@@ -18,6 +18,7 @@ from __future__ import annotations
 from ..clock import FakeClock
 from .accounts import LimitConformance, RefreshConformance, UserConformance
 from .conformance import SessionConformance, StateConformance
+from .jobs import JobProcessConformance, JobStoreConformance
 from .ledger import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
 from .races import ProcessRaceConformance, RaceConformance
 
@@ -26,6 +27,8 @@ __all__ = [
     "BudgetProcessConformance",
     "BudgetRaceConformance",
     "FakeClock",
+    "JobProcessConformance",
+    "JobStoreConformance",
     "LimitConformance",
     "ProcessRaceConformance",
     "RaceConformance",

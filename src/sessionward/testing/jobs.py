@@ -1,0 +1,194 @@
+"""Job-store conformance: queues, fair claims under slot limits, leases, cancel, reaping."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import anyio
+import pytest
+
+from ..clock import FakeClock
+from ..stores.base import JobLimits, JobRow, NewJob, Store
+from ..ward import Ward, open_ward
+from .conformance import WardFixtures
+from .races import race, run_in_processes
+
+LIMITS = JobLimits(per_user=3, overall=8)
+LEASE = 30.0
+
+
+async def submit(store: Store, user: str, n: int, *, attempts: int = 2) -> list[JobRow]:
+    rows = []
+    for i in range(n):
+        new = NewJob(f"{user}-job{i}", user, "sleep", "{}", attempts)
+        row = await store.submit_job(new, max_queued=100)
+        assert row is not None
+        rows.append(row)
+    return rows
+
+
+async def claim(store: Store, want: int = 100, limits: JobLimits = LIMITS,
+                worker: str = "w1") -> list[str]:  # fmt: skip
+    return [r.job_id for r in await store.claim_jobs(worker, want=want, limits=limits, lease=LEASE)]
+
+
+class JobStoreConformance(WardFixtures):
+    async def test_submit_and_bound(self, ward: Ward, clock: FakeClock) -> None:
+        store = ward.store
+        first = await store.submit_job(NewJob("j1", "u", "sleep", '{"a": 1}', 2), max_queued=2)
+        assert first is not None
+        assert (first.status, first.progress, first.attempts, first.created_at) == (
+            "queued", 0.0, 0, clock.now(),
+        )  # fmt: skip
+        second = await store.submit_job(NewJob("j2", "u", "sleep", "{}", 2), max_queued=2)
+        assert second is not None and second.seq > first.seq
+        assert await store.submit_job(NewJob("j3", "u", "sleep", "{}", 2), max_queued=2) is None
+        assert await store.submit_job(NewJob("j4", "v", "sleep", "{}", 2), max_queued=2)
+
+    async def test_claims_are_fair_fifo_and_bounded(self, ward: Ward, clock: FakeClock) -> None:
+        await submit(ward.store, "a", 5)
+        await submit(ward.store, "b", 1)
+        claimed = await claim(ward.store, limits=JobLimits(per_user=3, overall=4))
+        assert claimed == ["a-job0", "b-job0", "a-job1", "a-job2"]
+        assert await claim(ward.store) == []  # a has 3 running; b has nothing waiting
+        row = await ward.store.get_job("a", "a-job0")
+        assert row is not None and (row.status, row.attempts, row.worker_id) == ("running", 1, "w1")
+        assert (row.started_at, row.lease_expires_at) == (clock.now(), clock.now() + LEASE)
+        counts = await ward.store.job_counts()
+        assert (counts.running, counts.queued) == (4, 2)
+
+    async def test_the_overall_limit(self, ward: Ward) -> None:
+        for user in "abcd":
+            await submit(ward.store, user, 3)
+        assert len(await claim(ward.store)) == 8
+        assert await claim(ward.store) == []
+
+    async def test_a_new_user_does_not_wait_behind_a_long_queue(self, ward: Ward) -> None:
+        await submit(ward.store, "busy", 20)
+        assert len(await claim(ward.store, limits=JobLimits(per_user=3, overall=4))) == 3
+        await submit(ward.store, "new", 1)
+        assert await claim(ward.store, limits=JobLimits(per_user=3, overall=4)) == ["new-job0"]
+
+    async def test_idle_users_take_turns(self, ward: Ward, clock: FakeClock) -> None:
+        """More waiting users than slots: a user whose job just ended goes behind the users
+        served longer ago (never served: first), or the oldest queues would keep the slots
+        until they are empty (see ``fair_order``)."""
+        store, limits = ward.store, JobLimits(per_user=3, overall=2)
+        for user in "abc":
+            await submit(store, user, 3)
+        assert await claim(store, limits=limits) == ["a-job0", "b-job0"]
+        clock.advance(1)
+        await store.finish_job("a-job0", "w1", "succeeded", "1", None)
+        assert await claim(store, limits=limits) == ["c-job0"]  # not a-job1: c waited
+        clock.advance(1)
+        await store.finish_job("b-job0", "w1", "succeeded", "1", None)
+        assert await claim(store, limits=limits) == ["a-job1"]  # a and b last served together
+        clock.advance(1)
+        await store.finish_job("c-job0", "w1", "succeeded", "1", None)
+        assert await claim(store, limits=limits) == ["b-job1"]  # b before c, served later
+
+    async def test_progress_heartbeat_and_finish(self, ward: Ward, clock: FakeClock) -> None:
+        store = ward.store
+        [job] = await submit(store, "u", 1)
+        await claim(store)
+        assert await store.progress_job(job.job_id, "w1", 0.5, "half") == "running"
+        assert await store.progress_job(job.job_id, "w1", 0.2, "back?") == "running"
+        assert await store.progress_job(job.job_id, "other", 0.9, "") is None
+        row = await store.get_job("u", job.job_id)
+        assert row is not None and (row.progress, row.message) == (0.5, "back?")
+        clock.advance(10)
+        assert await store.heartbeat_jobs("w1", [job.job_id, "nope"], LEASE) == []
+        row = await store.get_job("u", job.job_id)
+        assert row is not None and row.lease_expires_at == clock.now() + LEASE
+        assert await store.finish_job(job.job_id, "other", "succeeded", "1", None) is None
+        done = await store.finish_job(job.job_id, "w1", "succeeded", '{"ok": true}', None)
+        assert done is not None and (done.status, done.progress, done.result) == (
+            "succeeded", 1.0, '{"ok": true}',
+        )  # fmt: skip
+        assert done.finished_at == clock.now() and (await store.job_counts()).running == 0
+
+    async def test_cancel(self, ward: Ward) -> None:
+        store = ward.store
+        running, waiting = await submit(store, "u", 2)
+        await claim(store, want=1)
+        assert (await store.cancel_job("u", waiting.job_id)) is not None
+        row = await store.cancel_job("u", running.job_id)
+        assert row is not None and row.status == "cancelling"
+        assert await store.cancel_job("intruder", running.job_id) is None
+        assert await store.heartbeat_jobs("w1", [running.job_id], LEASE) == [running.job_id]
+        assert await store.progress_job(running.job_id, "w1", 0.3, "") == "cancelling"
+        done = await store.finish_job(running.job_id, "w1", "succeeded", "1", None)
+        assert done is not None and done.status == "cancelled"
+        again = await store.cancel_job("u", running.job_id)
+        assert again is not None and again.status == "cancelled"
+        cancelled = await store.get_job("u", waiting.job_id)
+        assert cancelled is not None and cancelled.status == "cancelled" and cancelled.finished_at
+
+    async def test_a_dead_workers_jobs_are_reaped(self, ward: Ward, clock: FakeClock) -> None:
+        store = ward.store
+        once, last, stopping = await submit(store, "u", 3, attempts=2)
+        await claim(store)
+        await store.cancel_job("u", stopping.job_id)
+        clock.advance(LEASE - 1)
+        assert await store.reap_jobs(limit=10) == []
+        clock.advance(1)
+        reaped = {r.job_id: r.status for r in await store.reap_jobs(limit=10)}
+        assert reaped == {once.job_id: "interrupted", last.job_id: "interrupted",
+                          stopping.job_id: "cancelled"}  # fmt: skip
+        assert (await store.job_counts()).running == 0
+        assert await claim(store, worker="w2") == [once.job_id, last.job_id]
+        row = await store.get_job("u", once.job_id)
+        assert row is not None and (row.attempts, row.worker_id) == (2, "w2")
+        clock.advance(LEASE)
+        reaped = {r.job_id: r.status for r in await store.reap_jobs(limit=10)}
+        assert reaped == {once.job_id: "failed", last.job_id: "failed"}
+        assert await store.finish_job(once.job_id, "w2", "succeeded", "1", None) is None
+
+    async def test_list_get_isolation_and_purge(self, ward: Ward, clock: FakeClock) -> None:
+        store = ward.store
+        rows = await submit(store, "u", 3)
+        await submit(store, "v", 1)
+        assert [r.job_id for r in await store.list_jobs("u", limit=10)] == [
+            r.job_id for r in reversed(rows)
+        ]
+        assert await store.get_job("v", rows[0].job_id) is None
+        await store.cancel_job("u", rows[0].job_id)
+        clock.advance(100)
+        await store.cancel_job("u", rows[1].job_id)
+        assert await store.purge_jobs(finished_before=clock.now() - 50, limit=10) == 1
+        assert await store.get_job("u", rows[0].job_id) is None
+        assert await store.get_job("u", rows[1].job_id) is not None
+
+    async def test_concurrent_claimers_respect_the_limits(self, ward: Ward) -> None:
+        for user in range(10):
+            await submit(ward.store, f"user{user}", 10)
+        claims = await race([partial(claim, ward.store, 3, LIMITS, f"w{n}") for n in range(20)])
+        claimed = [job for batch in claims for job in batch]
+        assert len(claimed) == len(set(claimed)) == 8
+        per_user: dict[str, int] = {}
+        for job in claimed:
+            user = job.split("-")[0]
+            per_user[user] = per_user.get(user, 0) + 1
+        assert max(per_user.values()) <= 3
+
+
+class JobProcessConformance:
+    """Claims from four OS processes on one shared store hold the same limits."""
+
+    pytestmark = pytest.mark.anyio
+
+    async def test_claims_from_four_processes(self, store_url: str) -> None:
+        async with open_ward(store_url, sweep=False) as ward:
+            for user in range(10):
+                await submit(ward.store, f"user{user}", 10)
+            claimed = await run_in_processes([(_claimer, (store_url, p)) for p in range(4)])
+            jobs = [job for batch in claimed for job in batch]
+            assert len(jobs) == len(set(jobs)) == 8
+            assert (await ward.store.job_counts()).running == 8
+
+
+async def _claimer(url: str, p: int, barrier: object) -> list[str]:
+    async with open_ward(url, sweep=False) as ward:
+        await anyio.to_thread.run_sync(barrier.wait)  # type: ignore[attr-defined]
+        batches = await race([partial(claim, ward.store, 2, LIMITS, f"p{p}w{n}") for n in range(5)])
+    return [job for batch in batches for job in batch]
