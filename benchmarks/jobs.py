@@ -20,7 +20,7 @@ import multiprocessing
 import statistics
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,10 +276,11 @@ async def _raw_pg(parsed: Any, samples: int) -> list[float]:
         await psycopg.AsyncConnection.connect(info, autocommit=True) as sender,
     ):
         await listener.execute("LISTEN swbench_raw")
-        notifies = listener.notifies()
-        for n in range(samples):
-            began = time.perf_counter()
-            await sender.execute(f"NOTIFY swbench_raw, '{n}'")
-            await anext(notifies)
-            times.append(time.perf_counter() - began)
+        # closed before the connection: an open generator holds its lock, and close waits
+        async with aclosing(listener.notifies()) as notifies:
+            for n in range(samples):
+                began = time.perf_counter()
+                await sender.execute(f"NOTIFY swbench_raw, '{n}'")
+                await anext(notifies)
+                times.append(time.perf_counter() - began)
     return times

@@ -34,9 +34,12 @@ TARGETS = [
     ("sessionward.auth.manager", "Auth", "SyncAuth"),
     ("sessionward.ratelimit.limiter", "RateLimiter", "SyncRateLimiter"),
     ("sessionward.budget", "Budgets", "SyncBudgets"),
+    ("sessionward.jobs.manager", "Jobs", "SyncJobs"),
     ("sessionward.ward", "Ward", "SyncWardMethods"),
 ]
-SKIP = {"run_sweeper", "gcra"}
+# not for callers of the blocking API: the sweeper, the raw limiter primitive, a job's live
+# changes (an async generator) and the job manager's hooks for its workers and the service
+SKIP = {"run_sweeper", "gcra", "watch", "announce", "poke_workers", "notify_work"}
 #: async class -> (its attribute holding the synchronous path or None, that path's module, class)
 DIRECT = {"RateLimiter": ("_direct", "sessionward.ratelimit.limiter", "DirectLimiter")}
 OUTPUT = Path(__file__).resolve().parent.parent / "src" / "sessionward" / "_sync_api.py"
@@ -156,7 +159,10 @@ def render_method(name: str, fn: object, *, direct: bool = False) -> list[str]:
     body = [f'        """{doc}"""'] if doc else []
     target = f"self._inner.{name}"
     if inspect.iscoroutinefunction(fn):
-        if any("=" in c for c in call):
+        # partial() when a keyword is passed, or an argument is Any (mypy then infers Any
+        # for the portal's generic call, but not for a partial's)
+        loose = any(p.annotation == "Any" for p in sig.parameters.values())
+        if loose or any("=" in c for c in call):
             invoke = f"self._portal.call(partial({target}, {', '.join(call)}))"
         else:
             invoke = f"self._portal.call({', '.join([target, *call])})"

@@ -16,11 +16,14 @@ if TYPE_CHECKING:
 
     from sessionward.auth.manager import Auth, Principal, TokenPair
     from sessionward.budget import Budget, Budgets, Charge, Hold
+    from sessionward.jobs.kinds import JobKind
+    from sessionward.jobs.manager import Job, Jobs
     from sessionward.ratelimit.limiter import FailMode, RateLimiter
     from sessionward.ratelimit.policy import Decision, Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
     from sessionward.stores.base import (
+        JobCounts,
         LedgerEntry,
         LedgerProblem,
         PoolStats,
@@ -275,6 +278,42 @@ class SyncBudgets:
 
     def sweep(self) -> int:
         return self._portal.call(self._inner.sweep)
+
+
+class SyncJobs:
+    """Blocking twin of :class:`sessionward.jobs.manager.Jobs`."""
+
+    def __init__(self, inner: Jobs, portal: BlockingPortal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def register(self, kind: JobKind) -> JobKind:
+        return self._inner.register(kind)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every registered kind: name, description and the JSON schema of its params."""
+        return self._inner.describe()
+
+    def submit(self, user_id: str, kind: str, params: Any = None) -> Job:
+        """Validate and queue a job: :class:`UnknownJobKind`, :class:`InvalidJobParams` or
+        :class:`JobLimitExceeded`, and then nothing is queued."""
+        return self._portal.call(partial(self._inner.submit, user_id, kind, params))
+
+    def get(self, user_id: str, job_id: str) -> Job:
+        return self._portal.call(self._inner.get, user_id, job_id)
+
+    def list(self, user_id: str, *, limit: int = 100) -> list[Job]:
+        """The user's jobs, newest first."""
+        return self._portal.call(partial(self._inner.list, user_id, limit=limit))
+
+    def cancel(self, user_id: str, job_id: str) -> Job:
+        """Cancel: a waiting job at once, a running one as soon as its worker hears of it (at
+        once on this instance or through the event hub; at the latest at its next heartbeat). A
+        finished job is left as it is."""
+        return self._portal.call(self._inner.cancel, user_id, job_id)
+
+    def counts(self) -> JobCounts:
+        return self._portal.call(self._inner.counts)
 
 
 class SyncWardMethods:

@@ -12,18 +12,26 @@ One exception: on memory:// a rate-limit decision (``ward.limits.hit``, ``peek``
 code the async limiter runs for that store (it needs no I/O, so no event loop either).
 It is safe to share between threads. Never call it from inside a running event loop: use
 :func:`sessionward.open_ward` there.
+
+Background jobs: ``ward.jobs.register(kind)``, then ``ward.start_job_worker()`` runs a
+:class:`~sessionward.jobs.JobWorker` on the SyncWard's event loop until ``close()``;
+``ward.jobs.submit/get/list/cancel`` block like the other managers.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from types import TracebackType
+from typing import Any
 
+import anyio
+from anyio.abc import TaskStatus
 from anyio.from_thread import start_blocking_portal
 
 from ._sync_api import (
     SyncAuth,
     SyncBudgets,
+    SyncJobs,
     SyncRateLimiter,
     SyncSessions,
     SyncStateManager,
@@ -32,6 +40,7 @@ from ._sync_api import (
 )
 from .clock import Clock
 from .config import Settings
+from .jobs import JobWorker
 from .stores.base import Store
 from .urls import StoreURL
 from .ward import open_ward
@@ -63,7 +72,9 @@ class SyncWard(SyncWardMethods):
         self.users = SyncUsers(ward.users, portal)
         self.limits = SyncRateLimiter(ward.limits, portal)
         self.budget = SyncBudgets(ward.budget, portal)
+        self.jobs = SyncJobs(ward.jobs, portal)
         self._auth: SyncAuth | None = None
+        self._worker: tuple[anyio.CancelScope, anyio.Event] | None = None
 
     @property
     def auth(self) -> SyncAuth:
@@ -75,8 +86,31 @@ class SyncWard(SyncWardMethods):
     def store(self) -> Store:
         return self._inner.store
 
+    def start_job_worker(self) -> None:
+        """Run a job worker on this SyncWard's event loop (one per process) until
+        :meth:`close`, which stops it before the store closes. Register the kinds first."""
+        if self._worker is not None:
+            raise RuntimeError("this SyncWard runs a job worker already")
+        self._worker = self._portal.start_task(self._run_worker)[1]
+        self._stack.callback(self._portal.call, self._stop_worker)
+
+    async def _run_worker(self, *, task_status: TaskStatus[Any]) -> None:
+        stopped = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                task_status.started((scope, stopped))
+                await JobWorker(self._inner).run()
+        finally:
+            stopped.set()
+
+    async def _stop_worker(self) -> None:
+        if self._worker is not None:
+            scope, stopped = self._worker
+            scope.cancel()
+            await stopped.wait()
+
     def close(self) -> None:
-        """Close the store and stop the event loop thread."""
+        """Stop the job worker if one runs, close the store and stop the event loop thread."""
         self._stack.close()
 
     def __enter__(self) -> SyncWard:

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from sessionward.clock import FakeClock
-from sessionward.errors import StorageError, StorageUnavailable
+from sessionward.errors import ConfigurationError, StorageUnavailable
 from sessionward.stores import create_store
 from sessionward.stores.base import (
     ByToken,
@@ -363,7 +363,7 @@ async def test_a_repeated_submit_finds_its_job(store: Store, url: str) -> None:
     _kill_at_next_commit(_schema(url), "sw_jobs")
     again = await store.submit_job(NewJob("j2", "v", "k", "{}", 2), max_queued=1)
     assert again is not None and _commits(_schema(url)) == 2  # aborted, so made again
-    with pytest.raises(StorageError):
+    with pytest.raises(ConfigurationError):  # another job's id
         await store.submit_job(NewJob("j1", "other", "k", "{}", 2), max_queued=1)
 
 

@@ -271,15 +271,6 @@ async def test_a_submit_is_keyed_by_its_job_id(
     assert [r.job_id for r in await store.list_jobs("u", limit=10)] == ["j1"]
 
 
-async def test_a_job_ends_only_with_a_final_status(store: RedisStore) -> None:
-    await submit(store, "u", "j1")
-    await claim(store)
-    with pytest.raises(ValueError, match="not queued"):
-        await store.finish_job("j1", "w1", "queued", None, None)
-    row = await store.get_job("u", "j1")
-    assert row is not None and row.status == "running"
-
-
 async def test_purge_deletes_the_oldest_finished_first(
     store: RedisStore, clock: FakeClock, url: str, raw: aioredis.Redis
 ) -> None:

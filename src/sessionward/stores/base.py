@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ..errors import ConfigurationError
 from ..urls import StoreURL
 
 StateKind = Literal["user", "session"]
@@ -499,6 +500,22 @@ class JobRow:
     seq: int
 
 
+def resubmitted(existing: JobRow, new: NewJob) -> JobRow:
+    """A submit whose job id is in the store already: the same submission sent again (its
+    reply was lost, or it was sent twice at once) finds its job, as it is now; any other
+    job's id is refused and nothing is written."""
+    same = (existing.user_id, existing.kind, existing.params, existing.max_attempts)
+    if same != (new.user_id, new.kind, new.params, new.max_attempts):
+        raise ConfigurationError("job id collision")
+    return existing
+
+
+def check_final(status: str) -> None:
+    """``finish_job`` ends a job only with a final status."""
+    if status not in FINISHED:
+        raise ValueError(f"a job ends succeeded, failed or cancelled, not {status}")
+
+
 @dataclass(frozen=True, slots=True)
 class JobLimits:
     """Slots: running (or cancelling) jobs per user and in the whole deployment."""
@@ -551,7 +568,9 @@ class JobStore(Protocol):
     """Per-user job queues with slot limits decided atomically across all instances."""
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
-        """Queue a job; ``None`` if the user already has ``max_queued`` waiting jobs."""
+        """Queue a job; ``None`` if the user already has ``max_queued`` waiting jobs. A job
+        id already stored: the same submission again returns its job, as it is now; another
+        job's id raises ``ConfigurationError`` (:func:`resubmitted`)."""
         ...
 
     async def claim_jobs(
@@ -580,7 +599,8 @@ class JobStore(Protocol):
         self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None,
     ) -> JobRow | None:  # fmt: skip
         """End a job this worker holds (``succeeded`` sets progress 1; a job being cancelled
-        ends ``cancelled`` whatever is asked); frees its slot. ``None`` if not held."""
+        ends ``cancelled`` whatever is asked); frees its slot. ``None`` if not held. A status
+        that is not final raises ``ValueError`` (:func:`check_final`)."""
         ...
 
     async def cancel_job(self, user_id: str, job_id: str) -> JobRow | None:

@@ -15,7 +15,9 @@ from .base import (
     JobRow,
     JobStatus,
     NewJob,
+    check_final,
     fair_order,
+    resubmitted,
 )
 
 T = TypeVar("T")
@@ -31,6 +33,9 @@ class MemoryJobs:
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
         def op(now: float) -> JobRow | None:
+            existing = self._jobs.get(new.job_id)
+            if existing is not None:
+                return resubmitted(existing, new)
             waiting = sum(
                 j.user_id == new.user_id and j.status in WAITING for j in self._jobs.values()
             )
@@ -106,6 +111,8 @@ class MemoryJobs:
     async def finish_job(
         self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None
     ) -> JobRow | None:
+        check_final(status)
+
         def op(now: float) -> JobRow | None:
             job = self._held(job_id, worker_id)
             if job is None:

@@ -22,12 +22,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.errors import TransactionRollback
+from psycopg.errors import TransactionRollback, UniqueViolation
 from psycopg.rows import TupleRow
 
 from ..clock import Clock
+from ..errors import ConfigurationError, StorageError
 from ..urls import StoreURL
-from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob, check_final
 from .memory_jobs import reap
 from .postgres_core import PostgresCore, closed_by_server, fetch_all
 from .postgres_schema import lock_key, table_names
@@ -146,7 +147,12 @@ class PostgresJobs(PostgresCore):
             "now": self._now(), "lock": self._claim_lock,
         }  # fmt: skip
         # Repeatable: a repeat after a lost reply finds the job it made, by its id.
-        return _job(await self._one(self._jobs.submit, params))
+        try:
+            return _job(await self._one(self._jobs.submit, params))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, UniqueViolation):  # the id is another job's
+                raise ConfigurationError("job id collision") from None
+            raise
 
     async def claim_jobs(
         self, worker_id: str, *, want: int, limits: JobLimits, lease: float
@@ -180,6 +186,7 @@ class PostgresJobs(PostgresCore):
     async def finish_job(
         self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None
     ) -> JobRow | None:
+        check_final(status)
         params = {"job_id": job_id, "worker_id": worker_id, "status": status, "result": result,
                   "error": error, "now": self._now()}  # fmt: skip
         # Not repeatable after a lost reply: the repeat would find the job no longer held.

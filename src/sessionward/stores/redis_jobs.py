@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ..errors import ConfigurationError
-from .base import FINISHED, JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob, check_final
 from .redis_conn import RedisConnection
 from .redis_keys import encode_id, optional
 
@@ -118,8 +118,7 @@ class RedisJobs(RedisConnection):
     async def finish_job(
         self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None
     ) -> JobRow | None:
-        if status not in FINISHED:
-            raise ValueError(f"a job ends succeeded, failed or cancelled, not {status}")
+        check_final(status)
         args = [encode_id(job_id), worker_id, status, optional(result), optional(error)]
         # never repeated: once applied, a repeat would answer that the job is not held
         row = await self._jobs("finish", args, idempotent=False)

@@ -18,7 +18,9 @@ from .base import (
     JobRow,
     JobStatus,
     NewJob,
+    check_final,
     fair_order,
+    resubmitted,
 )
 from .memory_jobs import queued_row, reap
 
@@ -54,6 +56,9 @@ class SqliteJobs:
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
         def job(conn: Conn) -> JobRow | None:
+            existing = self._get(conn, new.job_id)
+            if existing is not None:
+                return resubmitted(existing, new)
             (waiting,) = conn.execute(f"SELECT count(*) FROM sw_jobs WHERE user_id = ? AND "
                                       f"{_WAITING}", (new.user_id,)).fetchone()  # fmt: skip
             if waiting >= max_queued:
@@ -132,6 +137,8 @@ class SqliteJobs:
     async def finish_job(
         self, job_id: str, worker_id: str, status: JobStatus, result: str | None, error: str | None
     ) -> JobRow | None:
+        check_final(status)
+
         def job(conn: Conn) -> JobRow | None:
             held = self._held(conn, job_id, worker_id)
             if held is None:

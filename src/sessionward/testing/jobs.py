@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from ..clock import FakeClock
+from ..errors import ConfigurationError
 from ..stores.base import JobLimits, JobRow, NewJob, Store
 from ..ward import Ward, open_ward
 from .conformance import WardFixtures
@@ -107,6 +108,39 @@ class JobStoreConformance(WardFixtures):
         )  # fmt: skip
         assert done.finished_at == clock.now() and (await store.job_counts()).running == 0
 
+    async def test_a_repeated_submit_finds_its_job(self, ward: Ward) -> None:
+        store = ward.store
+        new = NewJob("j1", "u", "sleep", '{"a": 1}', 2)
+        first = await store.submit_job(new, max_queued=1)
+        assert first is not None
+        assert await store.submit_job(new, max_queued=1) == first  # not refused as full
+        for other in (NewJob("j1", "intruder", "sleep", '{"a": 1}', 2),
+                      NewJob("j1", "u", "sleep", '{"a": 2}', 2)):  # fmt: skip
+            with pytest.raises(ConfigurationError):  # another job's id: never taken over
+                await store.submit_job(other, max_queued=9)
+        assert await store.get_job("intruder", "j1") is None
+        assert await store.get_job("u", "j1") == first
+        assert (await store.job_counts()).queued == 1
+        racing = await race([partial(store.submit_job, NewJob("j2", "u", "sleep", "{}", 2),
+                                     max_queued=9) for _ in range(10)])  # fmt: skip
+        assert len({r.seq for r in racing}) == 1 and (await store.job_counts()).queued == 2
+
+    async def test_a_job_ends_only_with_a_final_status(self, ward: Ward) -> None:
+        (job,) = await submit(ward.store, "u", 1)
+        await claim(ward.store)
+        for status in ("queued", "running", "cancelling", "interrupted"):
+            with pytest.raises(ValueError, match="not " + status):
+                await ward.store.finish_job(job.job_id, "w1", status, None, None)
+        row = await ward.store.get_job("u", job.job_id)
+        assert row is not None and row.status == "running"
+
+    async def test_racing_submits_fill_the_queue_exactly(self, ward: Ward) -> None:
+        store = ward.store
+        news = [NewJob(f"r{n}", "u", "sleep", "{}", 2) for n in range(60)]
+        rows = await race([partial(store.submit_job, new, max_queued=20) for new in news])
+        assert sum(r is not None for r in rows) == 20
+        assert (await store.job_counts()).queued == 20
+
     async def test_cancel(self, ward: Ward) -> None:
         store = ward.store
         running, waiting = await submit(store, "u", 2)
@@ -185,6 +219,21 @@ class JobProcessConformance:
             jobs = [job for batch in claimed for job in batch]
             assert len(jobs) == len(set(jobs)) == 8
             assert (await ward.store.job_counts()).running == 8
+
+    async def test_submits_from_four_processes_fill_the_queue_exactly(self, store_url: str) -> None:
+        async with open_ward(store_url, sweep=False) as ward:
+            accepted = await run_in_processes([(_submitter, (store_url, p)) for p in range(4)])
+            assert sum(accepted) == 20
+            assert (await ward.store.job_counts()).queued == 20
+
+
+async def _submitter(url: str, p: int, barrier: object) -> int:
+    """Submit 15 jobs of one user at once, against a queue bound of 20 (60 in all)."""
+    async with open_ward(url, sweep=False) as ward:
+        news = [NewJob(f"p{p}j{n}", "u", "sleep", "{}", 2) for n in range(15)]
+        await anyio.to_thread.run_sync(barrier.wait)  # type: ignore[attr-defined]
+        rows = await race([partial(ward.store.submit_job, new, max_queued=20) for new in news])
+    return sum(row is not None for row in rows)
 
 
 async def _claimer(url: str, p: int, barrier: object) -> list[str]:
