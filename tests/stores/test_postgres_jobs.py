@@ -52,28 +52,9 @@ from tests.stores.test_postgres_store import (
 )
 
 pytestmark = pytest.mark.anyio
+BACKEND = "postgresql"  # tests/stores/conftest.py: url, clock, store, raw
 LIMITS = JobLimits(per_user=3, overall=8)
 LEASE = 30.0
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("postgresql", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: FakeClock) -> AsyncIterator[Store]:
-    store = create_store(url, clock=clock)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 async def _submit(store: Store, user: str, n: int, *, attempts: int = 2) -> list[JobRow]:

@@ -42,6 +42,7 @@ from tests.stores.test_postgres_store import (
 )
 
 pytestmark = pytest.mark.anyio
+BACKEND = "postgresql"  # tests/stores/conftest.py: url, clock, store, raw
 BIG = 10**9
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -59,16 +60,6 @@ def _charge(amount: int, key: str | None, n: int = 0, user: str = "alice",
 def _sql(url: str, statement: str) -> None:
     with psycopg.connect(SERVER, autocommit=True) as conn:
         conn.execute(statement.replace("S.", f'"{_schema(url)}".'))
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("postgresql", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

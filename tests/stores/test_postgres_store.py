@@ -13,7 +13,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -47,6 +47,7 @@ from sessionward.testing.races import race, run_in_processes
 from tests.conftest import POSTGRES_URL, url_for
 
 pytestmark = pytest.mark.anyio
+BACKEND = "postgresql"  # tests/stores/conftest.py: url, clock, store, raw
 SERVER = POSTGRES_URL.split("?")[0]
 TABLES = {
     "sw_schema_version",
@@ -93,26 +94,6 @@ def _versions(schema: str) -> list[tuple[int, object]]:
     with psycopg.connect(SERVER, autocommit=True) as conn:
         query = f'SELECT version, applied_at FROM "{schema}".sw_schema_version ORDER BY version'
         return [(int(v), at) for v, at in conn.execute(query).fetchall()]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("postgresql", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: FakeClock) -> AsyncIterator[Store]:
-    store = create_store(url, clock=clock)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.aclose()
 
 
 # schema

@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from typing import cast
 
 import anyio
@@ -36,40 +35,14 @@ from sessionward.stores.base import (
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_jobs import JOB_FIELDS
 from sessionward.stores.redis_keys import encode_id
-from tests.conftest import REDIS_URL, url_for
 from tests.stores.test_redis_ledger import LostReply
 from tests.stores.test_redis_store import ODD_USERS, RoundTrips, hash_tag, keys_of, prefix
 
 pytestmark = pytest.mark.anyio
+BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store, raw
 
 LIMITS = JobLimits(per_user=2, overall=5)
 LEASE = 30.0
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("redis", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
-    opened = create_store(url, clock=clock)
-    assert isinstance(opened, RedisStore)
-    await opened.open()
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL.split("?")[0], decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ differential test, whose script includes the ledger operations.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -33,7 +33,6 @@ from sessionward.stores.base import (
 )
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_keys import KeyLayout, encode_id
-from tests.conftest import REDIS_URL, url_for
 from tests.stores.test_redis_store import (
     IDLE,
     ODD_USERS,
@@ -45,36 +44,11 @@ from tests.stores.test_redis_store import (
 )
 
 pytestmark = pytest.mark.anyio
+BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store, raw
 
 LIMIT = 10_000
 DAY_MS = 86_400_000
 EXACT = 2**53
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("redis", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
-    opened = create_store(url, clock=clock)
-    assert isinstance(opened, RedisStore)
-    await opened.open()
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL.split("?")[0], decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

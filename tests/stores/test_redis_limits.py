@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,17 +27,12 @@ from sessionward.stores.base import GcraCheck, GcraResult
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_conn import pack_command
 from sessionward.testing.races import race
-from tests.conftest import REDIS_URL, url_for
 from tests.stores.test_redis_store import RoundTrips, prefix
 
 pytestmark = pytest.mark.anyio
+BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store, raw
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("redis", tmp_path)
 
 
 @pytest.fixture
@@ -48,13 +42,6 @@ async def store(url: str) -> AsyncIterator[RedisStore]:
     await opened.open()
     yield opened
     await opened.aclose()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL.split("?")[0], decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

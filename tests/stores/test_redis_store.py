@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -69,23 +68,13 @@ from sessionward.testing.races import race
 from sessionward.tokens import hash_token
 from sessionward.urls import RedisOptions
 from sessionward.ward import Ward
-from tests.conftest import REDIS_URL, url_for
 
 pytestmark = pytest.mark.anyio
+BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store, raw
 
 IDLE = 1800.0
 ABSOLUTE = 43200.0
 ODD_USERS = ["{u:bob}", "bob}:s:", "a:b", "a{", "}", "~YQ", "YQ", "a", "ünï cödé", "x" * 255]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return url_for("redis", tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -97,22 +86,6 @@ def settings() -> Settings:
 async def ward(url: str, clock: FakeClock, settings: Settings) -> AsyncIterator[Ward]:
     async with open_ward(url, settings=settings, clock=clock, sweep=False) as ward:
         yield ward
-
-
-@pytest.fixture
-async def store(url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
-    opened = create_store(url, clock=clock)
-    assert isinstance(opened, RedisStore)
-    await opened.open()
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL.split("?")[0], decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def prefix(url: str) -> str:
