@@ -32,7 +32,7 @@ from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob, check_final
 from .memory_jobs import reap
 from .postgres_core import PostgresCore, closed_by_server, fetch_all
 from .postgres_schema import lock_key, table_names
-from .postgres_sql import Params
+from .postgres_sql import Params, compose_into
 
 _COLUMNS = ", ".join(f"j.{f.name}" for f in fields(JobRow))
 _CLOCK = (
@@ -103,8 +103,7 @@ class JobStatements:
 def compose_jobs(schema: str) -> JobStatements:
     names = {**table_names(schema), "cols": sql.SQL(_COLUMNS), "clock": sql.SQL(_CLOCK),
              "held": sql.SQL(_HELD)}  # fmt: skip
-    return JobStatements(**{f.name: sql.SQL(_TEMPLATES[f.name]).format(**names)
-                            for f in fields(JobStatements)})  # fmt: skip
+    return compose_into(JobStatements, _TEMPLATES, names)
 
 
 def _reap_texts() -> Params:

@@ -15,7 +15,7 @@ values, so they may be repeated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
@@ -32,7 +32,7 @@ from .base import (
 )
 from .postgres_core import Conn, PostgresCore
 from .postgres_schema import lock_key, table_names
-from .postgres_sql import Params
+from .postgres_sql import Params, compose_into
 
 _ENTRY = ("l.entry_id, l.user_id, l.session_id, l.kind, l.amount, l.idempotency_key, "
           "l.description, l.created_at, l.refund_of")  # fmt: skip
@@ -125,8 +125,7 @@ class LedgerStatements:
 def compose_ledger(schema: str) -> LedgerStatements:
     names = {**table_names(schema), "entry": sql.SQL(_ENTRY), "clock": sql.SQL(_CLOCK),
              "swept": sql.SQL(_SWEPT)}  # fmt: skip
-    return LedgerStatements(**{f.name: sql.SQL(_TEMPLATES[f.name]).format(**names)
-                               for f in fields(LedgerStatements)})  # fmt: skip
+    return compose_into(LedgerStatements, _TEMPLATES, names)
 
 
 class PostgresLedger(PostgresCore):

@@ -6,13 +6,16 @@ server's (``clock_timestamp()``, read once per statement through a materialized 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import sql
 
 from .base import ByToken, SessionKey, StateScope
 from .postgres_schema import table_names
+
+S = TypeVar("S")
 
 Params = dict[str, Any]
 
@@ -296,9 +299,14 @@ def compose(schema: str) -> Statements:
         "u_cols": sql.SQL(", ").join(map(sql.Identifier, USER_COLUMNS)),
         "u_qualified": sql.SQL(", ").join(sql.Identifier("u", c) for c in USER_COLUMNS),
     }
-    templates = {**_TEMPLATES, **_ACCOUNT_TEMPLATES}
-    composed = {f.name: sql.SQL(templates[f.name]).format(**names) for f in fields(Statements)}
-    return Statements(**composed)
+    return compose_into(Statements, {**_TEMPLATES, **_ACCOUNT_TEMPLATES}, names)
+
+
+def compose_into(
+    cls: type[S], templates: Mapping[str, str], names: Mapping[str, sql.Composable]
+) -> S:
+    """A statements dataclass: each field's template formatted with the schema's names."""
+    return cls(**{f.name: sql.SQL(templates[f.name]).format(**names) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def key_params(key: SessionKey) -> Params:
