@@ -8,15 +8,12 @@ registration's uniqueness check, are atomic against every thread and process.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from .base import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow, gcra_candidate
 from .memory_accounts import apply_change
-
-T = TypeVar("T")
-Conn = sqlite3.Connection
+from .sqlite_parts import Conn, SqlitePart
 
 _USER = (
     "SELECT user_id, username, username_key, password_hash, roles, disabled, created_at, "
@@ -32,17 +29,8 @@ def _user(values: Sequence[Any] | None) -> UserRow | None:
                    created, updated)  # fmt: skip
 
 
-class SqliteAccounts:
+class SqliteAccounts(SqlitePart):
     """Users and limits over the store's reader and writer threads."""
-
-    def _now(self) -> float:
-        raise NotImplementedError  # SqliteStore's clock
-
-    async def _read(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
 
     # users
 

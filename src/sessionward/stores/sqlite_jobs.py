@@ -7,10 +7,9 @@ and global limits hold across every thread and process on the file.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple
-from typing import Any, TypeVar
+from typing import Any
 
 from .base import (
     JobCounts,
@@ -23,9 +22,8 @@ from .base import (
     resubmitted,
 )
 from .memory_jobs import queued_row, reap
+from .sqlite_parts import Conn, SqlitePart
 
-T = TypeVar("T")
-Conn = sqlite3.Connection
 _COLUMNS = ("job_id, user_id, kind, params, status, progress, message, result, error, "
             "created_at, started_at, finished_at, attempts, max_attempts, worker_id, "
             "lease_expires_at, seq")  # fmt: skip
@@ -44,16 +42,7 @@ def _save(conn: Conn, row: JobRow) -> None:
     conn.execute(f"UPDATE sw_jobs SET {assignments} WHERE job_id = ?", (*values[1:], row.job_id))
 
 
-class SqliteJobs:
-    def _now(self) -> float:
-        raise NotImplementedError  # SqliteStore's clock
-
-    async def _read(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
-
+class SqliteJobs(SqlitePart):
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
         def job(conn: Conn) -> JobRow | None:
             existing = self._get(conn, new.job_id)

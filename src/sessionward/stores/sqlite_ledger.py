@@ -9,9 +9,8 @@ read and written together, so a crash leaves either all of it or none. The table
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from .base import (
     BudgetOutcome,
@@ -24,9 +23,8 @@ from .base import (
     UserBudgetRow,
     charge_refusal,
 )
+from .sqlite_parts import Conn, SqlitePart
 
-T = TypeVar("T")
-Conn = sqlite3.Connection
 _ENTRY = ("SELECT entry_id, user_id, session_id, kind, amount, idempotency_key, description, "
           "created_at, refund_of FROM sw_ledger")  # fmt: skip
 _OWNER = "user_id = ? AND session_id = ?"
@@ -36,16 +34,7 @@ def _entry(values: Sequence[Any] | None) -> LedgerEntry | None:
     return None if values is None else LedgerEntry(*values)
 
 
-class SqliteLedger:
-    def _now(self) -> float:
-        raise NotImplementedError  # SqliteStore's clock
-
-    async def _read(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
-
-    async def _write(self, job: Callable[[Conn], T]) -> T:
-        raise NotImplementedError
-
+class SqliteLedger(SqlitePart):
     async def get_budget(
         self, user_id: str, session_id: str, *, default_limit: int, currency: str
     ) -> BudgetRow:
