@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import multiprocessing
 import random
 import threading
 from collections.abc import Sequence
@@ -15,13 +14,14 @@ from typing import Any
 import pytest
 
 from sessionward import FakeClock, SyncWard, open_ward
-from sessionward.errors import ConfigurationError, StorageUnavailable, UnknownSession
+from sessionward.errors import StorageUnavailable, UnknownSession
 from sessionward.ratelimit import Decision, Limit, Policy, RateLimiter, parse_policy
 from sessionward.ratelimit.limiter import DirectLimiter
 from sessionward.ratelimit.policy import decide, decide_one
 from sessionward.stores import create_store
 from sessionward.stores.base import GcraCheck, GcraResult
 from sessionward.stores.memory import MemoryStore
+from tests.stores.test_memory_store import in_fork
 
 POLICIES = ["5 per 10 seconds", "3/minute;5/hour", "100/minute burst 20", "1/second",
             "2/minute;3/hour;10/day", "1000/second"]  # fmt: skip
@@ -313,24 +313,11 @@ async def test_limiter_keys_share_the_lru_with_sessions() -> None:
         assert (await ward.limits.peek("b", "10/minute", 0)).remaining == 9
 
 
-def _decide_inherited(store: MemoryStore, results: multiprocessing.Queue[str]) -> None:
-    try:
-        store.gcra_one_now("k#0", 1.0, 10.0, 1)
-        results.put("used")
-    except ConfigurationError as exc:
-        results.put(str(exc))
-
-
 def test_the_direct_path_refuses_a_store_inherited_by_fork() -> None:
     store = create_store("memory://")
     assert isinstance(store, MemoryStore)
     assert store.gcra_one_now("k#0", 1.0, 10.0, 1)[0]
-    fork = multiprocessing.get_context("fork")
-    results: multiprocessing.Queue[str] = fork.Queue()
-    child = fork.Process(target=_decide_inherited, args=(store, results))
-    child.start()
-    message = results.get(timeout=60)
-    child.join(60)
+    message = in_fork(lambda inherited: inherited.gcra_one_now("k#0", 1.0, 10.0, 1), store)
     assert "cannot be shared across processes" in message
     assert store.gcra_one_now("k#0", 1.0, 10.0, 1)[0]  # the parent's store is still its own
 

@@ -28,7 +28,7 @@ def test_parallel_wrong_logins_lock_after_max_failures(client: httpx.Client, nam
     assert statuses.count(401) + statuses.count(429) == 100
     for locked in (a for a in answers if a.status_code == 429):
         error = assert_error(locked, 429, "locked_out")
-        assert 1 <= int(locked.headers["Retry-After"]) <= 86400 == 86400
+        assert 1 <= int(locked.headers["Retry-After"]) <= 86400
         assert error["retry_after"] == int(locked.headers["Retry-After"])
     good = client.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
     assert_error(good, 429, "locked_out")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 
 import pytest
 
@@ -40,23 +41,30 @@ async def test_state_documents_count_against_the_cap() -> None:
         assert (await ward.state.get(scope, "doc49")) is not None
 
 
-def _use_inherited(store: MemoryStore, results: multiprocessing.Queue[str]) -> None:
-    import anyio
+def in_fork(use: Callable[[MemoryStore], object], store: MemoryStore) -> str:
+    """Run ``use(store)`` in a forked child: ``"used"``, or its ConfigurationError's message."""
+    fork = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[str] = fork.Queue()
+    child = fork.Process(target=_use_in_child, args=(use, store, results))
+    child.start()
+    message = results.get(timeout=60)
+    child.join(60)
+    return message
 
+
+def _use_in_child(use: Callable[[MemoryStore], object], store: MemoryStore,
+                  results: multiprocessing.Queue[str]) -> None:  # fmt: skip
     try:
-        anyio.run(store.list_sessions, "alice")
+        use(store)
         results.put("used")
     except ConfigurationError as exc:
         results.put(str(exc))
 
 
 async def test_refuses_to_be_used_after_fork() -> None:
+    import anyio
+
     store = create_store("memory://")
     assert isinstance(store, MemoryStore)
-    fork = multiprocessing.get_context("fork")
-    results: multiprocessing.Queue[str] = fork.Queue()
-    child = fork.Process(target=_use_inherited, args=(store, results))
-    child.start()
-    message = results.get(timeout=60)
-    child.join(60)
+    message = in_fork(lambda inherited: anyio.run(inherited.list_sessions, "alice"), store)
     assert "cannot be shared across processes" in message

@@ -34,6 +34,9 @@ from sessionward.stores.base import (
     stamp_new_session,
 )
 from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
+from sessionward.testing.jobs import LEASE, LIMITS
+from sessionward.testing.jobs import claim as _claim
+from sessionward.testing.jobs import submit as _submit
 from sessionward.testing.races import race
 from tests.conftest import url_for
 from tests.stores.test_postgres_store import (
@@ -53,24 +56,6 @@ from tests.stores.test_postgres_store import (
 
 pytestmark = pytest.mark.anyio
 BACKEND = "postgresql"  # tests/stores/conftest.py: url, clock, store, raw
-LIMITS = JobLimits(per_user=3, overall=8)
-LEASE = 30.0
-
-
-async def _submit(store: Store, user: str, n: int, *, attempts: int = 2) -> list[JobRow]:
-    rows = []
-    for i in range(n):
-        row = await store.submit_job(
-            NewJob(f"{user}-job{i}", user, "k", "{}", attempts), max_queued=100
-        )
-        assert row is not None
-        rows.append(row)
-    return rows
-
-
-async def _claim(store: Store, want: int = 100, limits: JobLimits = LIMITS,
-                 worker: str = "w1") -> list[str]:  # fmt: skip
-    return [r.job_id for r in await store.claim_jobs(worker, want=want, limits=limits, lease=LEASE)]
 
 
 def _queues_are_exact(schema: str) -> bool:
