@@ -44,7 +44,8 @@ from tenacity import (
 )
 
 from ._groups import collapse_single_errors
-from .errors import ConfigurationError, InvalidArgument
+from .errors import InvalidArgument
+from .stores import missing_driver
 from .urls import StoreURL, parse_store_url
 
 log = logging.getLogger("sessionward.events")
@@ -294,11 +295,7 @@ def create_transport(url: str | StoreURL, *, heartbeat: float = 5.0) -> Transpor
 
             return PostgresTransport(parsed, heartbeat=heartbeat)
     except ImportError as exc:
-        extra = "redis" if parsed.backend == "redis" else "postgres"
-        raise ConfigurationError(
-            f"events on {parsed.scheme}:// need its driver ({exc.name}): "
-            f"pip install 'sessionward[{extra}]'"
-        ) from None
+        raise missing_driver(parsed, exc, f"events on {parsed.scheme}:// need") from None
     return LocalTransport()
 
 

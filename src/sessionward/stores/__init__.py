@@ -34,11 +34,16 @@ def create_store(url: str | StoreURL, *, clock: Clock | None = None) -> Store:
 
         return PostgresStore(parsed, clock=clock)
     except ImportError as exc:
-        extra = _EXTRAS.get(parsed.backend, parsed.backend)
-        raise ConfigurationError(
-            f"the {parsed.scheme}:// backend needs its driver ({exc.name}): "
-            f"pip install 'sessionward[{extra}]'"
-        ) from exc
+        raise missing_driver(parsed, exc, f"the {parsed.scheme}:// backend needs") from exc
 
 
-__all__ = ["Store", "create_store"]
+def missing_driver(parsed: StoreURL, exc: ImportError, needs: str) -> ConfigurationError:
+    """The error for a backend whose driver is not installed, naming the extra to install;
+    ``needs`` begins the sentence (``"the redis:// backend needs"``)."""
+    extra = _EXTRAS.get(parsed.backend, parsed.backend)
+    return ConfigurationError(
+        f"{needs} its driver ({exc.name}): pip install 'sessionward[{extra}]'"
+    )
+
+
+__all__ = ["Store", "create_store", "missing_driver"]
