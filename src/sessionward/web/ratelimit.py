@@ -63,24 +63,22 @@ def by_user(verify: Callable[[str], object], fallback: KeyFunc | None = None) ->
     """Count by the bearer token's user (``sub``); requests without a valid token go to
     ``fallback`` (default: by IP). ``verify`` checks the JWT, e.g. ``ward.auth.tokens.verify``;
     the session itself is checked later by the endpoint."""
-    other = fallback or by_ip()
-
-    async def key(request: Request) -> str | None:
-        claims = _bearer_claims(request, verify)
-        user = getattr(claims, "user_id", None)
-        return f"user:{user}" if user else await other(request)
-
-    return key
+    return _by_claim(verify, fallback, "user_id", "user")
 
 
 def by_session(verify: Callable[[str], object], fallback: KeyFunc | None = None) -> KeyFunc:
     """Count by the bearer token's session (``sid``); like :func:`by_user` otherwise."""
+    return _by_claim(verify, fallback, "session_id", "session")
+
+
+def _by_claim(verify: Callable[[str], object], fallback: KeyFunc | None, claim: str,
+              label: str) -> KeyFunc:  # fmt: skip
+    """Count by one claim of a valid bearer token, as ``<label>:<value>``; else ``fallback``."""
     other = fallback or by_ip()
 
     async def key(request: Request) -> str | None:
-        claims = _bearer_claims(request, verify)
-        sid = getattr(claims, "session_id", None)
-        return f"session:{sid}" if sid else await other(request)
+        value = getattr(_bearer_claims(request, verify), claim, None)
+        return f"{label}:{value}" if value else await other(request)
 
     return key
 
