@@ -15,11 +15,11 @@ import anyio
 
 from . import report
 from .auth import bench_auth, bench_login
-from .budget import bench_budget
+from .budgets import bench_budget
 from .jobs import JobResults, bench_jobs
+from .limits import RateLimitResults, bench_ratelimit
 from .machine import describe, pinned
 from .measure import Result
-from .ratelimit import RateLimitResults, bench_ratelimit
 from .sessions import bench_sessions, raw_sqlite
 
 REDIS_URL = os.environ.get("SESSIONWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .jobs import RAW_NOTIFY, JobResults
+from .limits import BASELINE, RateLimitResults, Row
 from .measure import Result
-from .ratelimit import BASELINE, RateLimitResults, Row
 
 NOTES = [
     "## Reading the figures",
@@ -82,7 +82,7 @@ def budget_section(results: dict[str, list[Result]]) -> list[str]:
         "",
         "## Budgets",
         "",
-        "Charges through `ward.budget.charge` (one atomic step each: liveness, budget,",
+        "Charges through `ward.budgets.charge` (one atomic step each: liveness, budget,",
         "idempotency key, ledger line and totals), one task and 32 tasks, all on one session",
         "(contending for its budget row) or spread over 1,000 sessions. `verify()` is run",
         "after each backend: the books balanced every time.",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionward import Settings, open_ward
-from sessionward.stores.base import StateScope
+from sessionward.stores.records import StateScope
 from sessionward.ward import Ward
 
 from .measure import Op, Result, interleaved, sync_measure

@@ -36,7 +36,7 @@ from .errors import (
 )
 from .sessions import NewSession, Session, Sessions
 from .state import StateDocument, StateManager
-from .stores.base import PoolStats, StateScope
+from .stores.records import PoolStats, StateScope
 from .urls import StoreURL, parse_store_url
 from .users import User, Users
 from .ward import CleanupReport, Ward, open_ward

@@ -15,14 +15,14 @@ if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
     from sessionward.auth.manager import Auth, Principal, TokenPair
-    from sessionward.budget import Budget, Budgets, Charge, Hold
+    from sessionward.budgets import Budget, Budgets, Charge, Hold
     from sessionward.jobs.kinds import JobKind
     from sessionward.jobs.manager import Job, Jobs
-    from sessionward.ratelimit.limiter import FailMode, RateLimiter
-    from sessionward.ratelimit.policy import Decision, Policy
+    from sessionward.limits.limiter import FailMode, RateLimiter
+    from sessionward.limits.policy import Decision, Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
-    from sessionward.stores.base import (
+    from sessionward.stores.records import (
         JobCounts,
         LedgerEntry,
         LedgerProblem,
@@ -189,7 +189,7 @@ class SyncAuth:
 
 
 class SyncRateLimiter:
-    """Blocking twin of :class:`sessionward.ratelimit.limiter.RateLimiter`."""
+    """Blocking twin of :class:`sessionward.limits.limiter.RateLimiter`."""
 
     def __init__(self, inner: RateLimiter, portal: BlockingPortal) -> None:
         self._inner = inner
@@ -226,7 +226,7 @@ class SyncRateLimiter:
 
 
 class SyncBudgets:
-    """Blocking twin of :class:`sessionward.budget.Budgets`."""
+    """Blocking twin of :class:`sessionward.budgets.Budgets`."""
 
     def __init__(self, inner: Budgets, portal: BlockingPortal) -> None:
         self._inner = inner

@@ -243,7 +243,7 @@ def doctor(store: StoreOption = None) -> None:
 
     async def check(ward: Ward) -> tuple[str, float, Any, list[Any]]:
         version, latency = await ward.store.server_version(), await ward.ping()
-        return version, latency, ward.pool_stats(), await ward.budget.verify()
+        return version, latency, ward.pool_stats(), await ward.budgets.verify()
 
     settings = settings_for(store)
     version, latency, pool, problems = with_ward(store, check)

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     argon2_memory_cost: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 65536
     argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 4
 
-    # rate limits (policy syntax: "10/second;100/minute", see sessionward.ratelimit)
+    # rate limits (policy syntax: "10/second;100/minute", see sessionward.limits)
     ip_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "20/second;600/minute"
     api_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "50/second;1500/minute"
     ws_rate_limit: Annotated[str, Field(min_length=1, max_length=512)] = "5/second;120/minute"
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     @field_validator("ip_rate_limit", "api_rate_limit", "ws_rate_limit")
     @classmethod
     def _policy(cls, value: str) -> str:
-        from .ratelimit.policy import parse_policy
+        from .limits.policy import parse_policy
 
         try:
             parse_policy(value)

@@ -45,7 +45,7 @@ from tenacity import (
 
 from ._groups import collapse_single_errors
 from .errors import InvalidArgument
-from .stores import missing_driver
+from .stores.registry import backend_entry, load
 from .urls import StoreURL, parse_store_url
 
 log = logging.getLogger("sessionward.events")
@@ -285,18 +285,12 @@ def create_transport(url: str | StoreURL, *, heartbeat: float = 5.0) -> Transpor
     """The transport for a store URL (built, not opened). ``heartbeat``: seconds of silence
     after which a listener checks that its connection is still alive."""
     parsed = parse_store_url(url)
-    try:
-        if parsed.backend == "redis":
-            from .events_redis import RedisTransport
-
-            return RedisTransport(parsed, heartbeat=heartbeat)
-        if parsed.backend == "postgresql":
-            from .events_postgres import PostgresTransport
-
-            return PostgresTransport(parsed, heartbeat=heartbeat)
-    except ImportError as exc:
-        raise missing_driver(parsed, exc, f"events on {parsed.scheme}:// need") from None
-    return LocalTransport()
+    entry = backend_entry(parsed)
+    if entry.events is None:
+        return LocalTransport()
+    transport_class = load(parsed, entry.events, f"events on {parsed.scheme}:// need")
+    transport: Transport = transport_class(parsed, heartbeat=heartbeat)
+    return transport
 
 
 @asynccontextmanager

@@ -24,13 +24,13 @@ from .errors import (
     SessionRevoked,
     UnknownSession,
 )
-from .stores.base import (
+from .stores.protocols import SessionStore
+from .stores.records import (
     ById,
     ByToken,
     NewSessionRow,
     SessionKey,
     SessionRow,
-    SessionStore,
     StateKind,
     StateScope,
 )
@@ -98,7 +98,7 @@ def judge(row: SessionRow | None, now: float) -> SessionRow:
 
 
 class Sessions:
-    """Session rules over a :class:`~sessionward.stores.base.SessionStore`."""
+    """Session rules over a :class:`~sessionward.stores.protocols.SessionStore`."""
 
     def __init__(self, store: SessionStore, settings: Settings) -> None:
         self._store = store

@@ -25,7 +25,8 @@ from .errors import (
     WriteConflict,
 )
 from .sessions import judge
-from .stores.base import ById, SessionStore, StateScope, StateStore, StateWrite
+from .stores.protocols import SessionStore, StateStore
+from .stores.records import ById, StateScope, StateWrite
 from .validation import encode_json
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")

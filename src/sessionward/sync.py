@@ -41,7 +41,7 @@ from ._sync_api import (
 from .clock import Clock
 from .config import Settings
 from .jobs import JobWorker
-from .stores.base import Store
+from .stores.protocols import Store
 from .urls import StoreURL
 from .ward import open_ward
 
@@ -71,7 +71,7 @@ class SyncWard(SyncWardMethods):
         self.state = SyncStateManager(ward.state, portal)
         self.users = SyncUsers(ward.users, portal)
         self.limits = SyncRateLimiter(ward.limits, portal)
-        self.budget = SyncBudgets(ward.budget, portal)
+        self.budgets = SyncBudgets(ward.budgets, portal)
         self.jobs = SyncJobs(ward.jobs, portal)
         self._auth: SyncAuth | None = None
         self._worker: tuple[anyio.CancelScope, anyio.Event] | None = None

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from .auth.passwords import Passwords
 from .errors import InvalidArgument, UsernameTaken
 from .sessions import Sessions
-from .stores.base import NewUserRow, UserChange, UserRow, UserStore
+from .stores.protocols import UserStore
+from .stores.records import NewUserRow, UserChange, UserRow
 from .tokens import new_public_id
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")

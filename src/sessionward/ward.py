@@ -22,16 +22,17 @@ from ._groups import collapse_single_errors
 from .auth.keys import load_keys
 from .auth.manager import Auth
 from .auth.passwords import Passwords
-from .budget import Budgets
+from .budgets import Budgets
 from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
 from .jobs.manager import Jobs
-from .ratelimit import RateLimiter
+from .limits import RateLimiter
 from .sessions import Sessions
 from .state import StateManager
 from .stores import create_store
-from .stores.base import PoolStats, Store
+from .stores.protocols import Store
+from .stores.records import PoolStats
 from .urls import StoreURL
 from .users import Users
 
@@ -54,7 +55,7 @@ class Ward:
         self.clock = clock or SystemClock()
         self.sessions = Sessions(store, settings)
         self.limits = RateLimiter(store)
-        self.budget = Budgets(store, settings)
+        self.budgets = Budgets(store, settings)
         self.jobs = Jobs(store, settings)
         self.state = StateManager(store, settings)
         self.passwords = Passwords(settings)
@@ -93,7 +94,7 @@ class Ward:
         """Delete expired records now, in bounded batches."""
         sessions = await self.sessions.sweep()
         limits = await self.store.sweep_limits(self.settings.sweep_batch_size)
-        holds = await self.budget.sweep()
+        holds = await self.budgets.sweep()
         return CleanupReport(sessions=sessions, limits=limits, holds=holds)
 
     async def run_sweeper(self) -> None:

@@ -26,8 +26,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from sessionward import StorageUnavailable, open_ward
-from sessionward.ratelimit import Decision, RateLimiter
-from sessionward.web.ratelimit import RateLimitMiddleware, Rule
+from sessionward.limits import Decision, RateLimiter
+from sessionward.web.limits import RateLimitMiddleware, Rule
 from tests.service.server import free_port, start
 from tests.service.test_flows import assert_error, bearer, signed_up
 

@@ -18,7 +18,7 @@ from sessionward import Settings, open_ward
 from sessionward.events import open_event_hub
 from sessionward.jobs import JobContext, JobError, JobKind, JobWorker, ThreadJobContext
 from sessionward.jobs.builtin import BUILTIN
-from sessionward.stores.base import JobRow
+from sessionward.stores.records import JobRow
 from sessionward.ward import Ward
 
 # short leases and quick polls, so that a dead worker's job comes back within a second or two

@@ -11,7 +11,7 @@ import pytest
 from sessionward import Settings
 from sessionward.events import user_channel
 from sessionward.jobs import Job
-from sessionward.stores.base import StateScope
+from sessionward.stores.records import StateScope
 from sessionward.ward import Ward
 
 from .helpers import FAST, running, status_is, until, worker_in

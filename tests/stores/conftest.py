@@ -15,7 +15,7 @@ import pytest
 
 from sessionward import FakeClock
 from sessionward.stores import create_store
-from sessionward.stores.base import Store
+from sessionward.stores.protocols import Store
 from tests.conftest import REDIS_URL, url_for
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from sessionward import ConfigurationError, FakeClock, open_ward
 from sessionward.stores import create_store
-from sessionward.stores.base import ByToken, NewSessionRow
 from sessionward.stores.memory import MemoryStore
+from sessionward.stores.records import ByToken, NewSessionRow
 
 pytestmark = pytest.mark.anyio
 

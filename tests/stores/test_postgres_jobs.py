@@ -22,18 +22,12 @@ import pytest
 
 from sessionward.clock import FakeClock
 from sessionward.errors import ConfigurationError, StorageUnavailable
+from sessionward.rules.jobs import fair_order
+from sessionward.rules.sessions import stamp_new_session
 from sessionward.stores import create_store
-from sessionward.stores.base import (
-    ByToken,
-    JobCounts,
-    JobLimits,
-    JobRow,
-    NewJob,
-    Store,
-    fair_order,
-    stamp_new_session,
-)
 from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import ByToken, JobCounts, JobLimits, JobRow, NewJob
 from sessionward.testing.jobs import LEASE, LIMITS
 from sessionward.testing.jobs import claim as _claim
 from sessionward.testing.jobs import submit as _submit

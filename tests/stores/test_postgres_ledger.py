@@ -26,8 +26,9 @@ from psycopg import errors
 from sessionward.clock import FakeClock
 from sessionward.errors import StorageUnavailable
 from sessionward.stores import create_store
-from sessionward.stores.base import ById, ChargeRequest, LedgerEntry, NewSessionRow, Store
 from sessionward.stores.postgres_schema import LATEST, migrate
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import ById, ChargeRequest, LedgerEntry, NewSessionRow
 from sessionward.testing.races import run_in_processes
 from tests.conftest import url_for
 from tests.stores.test_postgres_store import (

@@ -27,8 +27,12 @@ from psycopg import pq
 
 from sessionward.clock import FakeClock
 from sessionward.errors import ConfigurationError, StorageError, StorageUnavailable
+from sessionward.rules.sessions import stamp_new_session
 from sessionward.stores import create_store
-from sessionward.stores.base import (
+from sessionward.stores.postgres import PostgresStore
+from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import (
     ById,
     ByToken,
     GcraCheck,
@@ -37,12 +41,8 @@ from sessionward.stores.base import (
     SessionKey,
     StateRow,
     StateScope,
-    Store,
     UserChange,
-    stamp_new_session,
 )
-from sessionward.stores.postgres import PostgresStore
-from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
 from sessionward.testing.races import race, run_in_processes
 from tests.conftest import POSTGRES_URL, url_for
 

@@ -22,7 +22,8 @@ from redis.crc import key_slot
 from sessionward import FakeClock, StorageUnavailable
 from sessionward.errors import ConfigurationError
 from sessionward.stores import create_store
-from sessionward.stores.base import (
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import (
     FINISHED,
     RUNNING,
     WAITING,
@@ -30,7 +31,6 @@ from sessionward.stores.base import (
     JobRow,
     JobStatus,
     NewJob,
-    Store,
 )
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_jobs import JOB_FIELDS

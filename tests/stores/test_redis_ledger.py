@@ -23,14 +23,8 @@ from redis.crc import key_slot
 
 from sessionward import FakeClock, StorageUnavailable
 from sessionward.stores import create_store
-from sessionward.stores.base import (
-    BudgetRow,
-    ById,
-    ChargeRequest,
-    LedgerProblem,
-    Store,
-    UserBudgetRow,
-)
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import BudgetRow, ById, ChargeRequest, LedgerProblem, UserBudgetRow
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_keys import KeyLayout, encode_id
 from tests.stores.test_redis_store import (

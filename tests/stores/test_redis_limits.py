@@ -23,7 +23,7 @@ import redis.exceptions
 
 from sessionward import FakeClock, StorageError, StorageUnavailable
 from sessionward.stores import create_store
-from sessionward.stores.base import GcraCheck, GcraResult
+from sessionward.stores.records import GcraCheck, GcraResult
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis_conn import pack_command
 from sessionward.testing.races import race

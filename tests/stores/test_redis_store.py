@@ -46,7 +46,8 @@ from sessionward import (
     parse_store_url,
 )
 from sessionward.stores import create_store, redis_conn
-from sessionward.stores.base import (
+from sessionward.stores.protocols import Store
+from sessionward.stores.records import (
     BudgetOutcome,
     ById,
     ByToken,
@@ -58,7 +59,6 @@ from sessionward.stores.base import (
     Refreshed,
     StateScope,
     StateWrite,
-    Store,
     UserChange,
 )
 from sessionward.stores.redis import RedisStore

@@ -118,7 +118,7 @@ def _charge_storm(url: str, user_id: str, session_id: str, acknowledged: str) ->
             session = await ward.sessions.get(user_id, session_id)
             with open(acknowledged, "a", buffering=1) as out:
                 for n in range(1_000_000):
-                    charge = await ward.budget.charge(session, 1 + n % 50, f"k{n}")
+                    charge = await ward.budgets.charge(session, 1 + n % 50, f"k{n}")
                     out.write(f"{charge.charge_id} {charge.amount}\n")
 
     anyio.run(storm)
@@ -142,12 +142,12 @@ async def test_a_killed_charge_storm_loses_nothing_committed(tmp_path: Path) -> 
     acked = dict(line.split() for line in acknowledged.read_text().splitlines() if " " in line)
     async with open_ward(url, settings=Settings(budget_default=10**12), sweep=False) as ward:
         ledger, after = [], None
-        while page := await ward.budget.charges(session, after=after, limit=1000):
+        while page := await ward.budgets.charges(session, after=after, limit=1000):
             ledger += page
             after = page[-1].entry_id
         recorded = {e.entry_id: e.amount for e in ledger}
         assert all(recorded.get(cid) == int(amount) for cid, amount in acked.items())
         assert len(recorded) >= len(acked)  # at most the one in flight beyond the acknowledged
         assert len(recorded) - len(acked) <= 1
-        assert await ward.budget.verify() == []
-        assert (await ward.budget.get(session)).spent == sum(recorded.values())
+        assert await ward.budgets.verify() == []
+        assert (await ward.budgets.get(session)).spent == sum(recorded.values())

@@ -18,7 +18,7 @@ from sessionward._sync_api import (
     SyncWardMethods,
 )
 from sessionward.jobs import Jobs
-from sessionward.ratelimit import RateLimiter
+from sessionward.limits import RateLimiter
 from sessionward.sessions import Sessions
 from sessionward.state import StateManager
 from sessionward.ward import Ward

@@ -5,9 +5,9 @@ several keys, and given back if the password was right. So however many wrong gu
 in, from however many processes, at most ``login_max_failures`` reach the password check
 per window; the next attempt finds the account locked.
 
-It runs on the same limiter as every rate limit (:class:`~sessionward.ratelimit.RateLimiter`,
+It runs on the same limiter as every rate limit (:class:`~sessionward.limits.RateLimiter`,
 failing closed), with explicit checks. Keys (all GCRA; see
-:class:`~sessionward.stores.base.GcraCheck`), per account (the
+:class:`~sessionward.stores.records.GcraCheck`), per account (the
 username's digest, whether or not the account exists, so a lock reveals nothing) and per
 client IP:
 
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..errors import AccountLocked
-from ..ratelimit import Limit, RateLimiter
-from ..stores.base import GcraCheck
+from ..limits import Limit, RateLimiter
+from ..stores.records import GcraCheck
 
 HOURLY_CAP = 100
 _HOURLY = HOURLY_CAP // 2  # burst and hourly refill: together at most HOURLY_CAP an hour

@@ -27,9 +27,10 @@ from ..errors import (
     RefreshTokenReused,
     SessionError,
 )
-from ..ratelimit import RateLimiter
+from ..limits import RateLimiter
 from ..sessions import Session, Sessions, judge
-from ..stores.base import Store, UserChange, UserRow
+from ..stores.protocols import Store
+from ..stores.records import UserChange, UserRow
 from ..tokens import hash_token, new_public_id, plausible_token
 from ..users import MAX_PASSWORD, User, Users, username_key
 from .access import AccessTokens, Claims

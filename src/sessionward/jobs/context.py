@@ -10,7 +10,7 @@ from typing import Any
 import anyio.from_thread
 
 from ..state import StateManager
-from ..stores.base import StateScope
+from ..stores.records import StateScope
 from .kinds import JobCancelled
 
 MIN_PROGRESS_INTERVAL = 0.25  # progress writes: at most four a second per job

@@ -33,7 +33,8 @@ from ..clock import iso_utc
 from ..config import Settings
 from ..errors import InvalidArgument, JobLimitExceeded, UnknownJob, UnknownJobKind
 from ..events import EventHub, Subscription, user_channel
-from ..stores.base import FINISHED, JobCounts, JobRow, JobStore, NewJob
+from ..stores.protocols import JobStore
+from ..stores.records import FINISHED, JobCounts, JobRow, NewJob
 from ..tokens import new_public_id
 from ..validation import check_id, encode_json
 from .kinds import JobKind

@@ -33,7 +33,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from ..errors import InvalidArgument, SessionwardError, StorageError
-from ..stores.base import JobLimits, JobRow, JobStatus
+from ..stores.records import JobLimits, JobRow, JobStatus
 from ..validation import encode_json
 from .context import JobContext, ThreadJobContext, UserState
 from .kinds import JobCancelled, JobError, JobKind

@@ -21,7 +21,7 @@ from ..events import EventHub, open_event_hub
 from ..jobs import JobWorker
 from ..jobs.builtin import BUILTIN
 from ..ward import Ward, open_ward
-from ..web.ratelimit import RateLimitMiddleware
+from ..web.limits import RateLimitMiddleware
 from . import errors, ws
 from .body import BodyLimit
 from .limits import rate_limit_rules

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Settings
-from ..ratelimit import FailMode
-from ..web.ratelimit import Rule, by_ip, by_user
+from ..limits import FailMode
+from ..web.limits import Rule, by_ip, by_user
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})

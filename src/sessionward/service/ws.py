@@ -28,7 +28,7 @@ from ..auth.manager import Principal
 from ..clock import iso_utc
 from ..errors import InvalidToken, SessionError, StorageError
 from ..events import EventHub, Subscription, user_channel
-from ..ratelimit import parse_policy
+from ..limits import parse_policy
 from ..ward import Ward
 
 log = logging.getLogger("sessionward.ws")

@@ -24,8 +24,13 @@ from typing import TypeVar
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigurationError
+from ..rules.sessions import refresh_of_spent, stamp_new_session, touch_due
+from ..rules.state import version_matches
 from ..urls import MemoryOptions, StoreURL
-from .base import (
+from .memory_accounts import MemoryAccounts
+from .memory_jobs import MemoryJobs
+from .memory_ledger import MemoryLedger
+from .records import (
     ById,
     ByToken,
     Created,
@@ -38,14 +43,7 @@ from .base import (
     StateRow,
     StateScope,
     StateWrite,
-    refresh_of_spent,
-    stamp_new_session,
-    touch_due,
-    version_matches,
 )
-from .memory_accounts import MemoryAccounts
-from .memory_jobs import MemoryJobs
-from .memory_ledger import MemoryLedger
 
 T = TypeVar("T")
 _ScopeKey = tuple[str, str, str]

@@ -15,17 +15,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TypeVar
 
-from .base import (
-    GcraCheck,
-    GcraResult,
-    NewUserRow,
-    UserChange,
-    UserRow,
-    gcra_candidate,
-)
+from ..rules.limits import gcra_candidate
+from ..rules.users import apply_change
+from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
 
 T = TypeVar("T")
 
@@ -200,14 +194,3 @@ class MemoryAccounts:
             return len(done)
 
         return self._locked(op)
-
-
-def apply_change(row: UserRow, change: UserChange, now: float) -> UserRow:
-    """The user after ``change`` (the rule every backend applies)."""
-    return replace(
-        row,
-        password_hash=change.password_hash or row.password_hash,
-        disabled=row.disabled if change.disabled is None else change.disabled,
-        roles=row.roles if change.roles is None else change.roles,
-        updated_at=now,
-    )

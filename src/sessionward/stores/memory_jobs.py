@@ -6,19 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from .base import (
-    FINISHED,
-    RUNNING,
-    WAITING,
-    JobCounts,
-    JobLimits,
-    JobRow,
-    JobStatus,
-    NewJob,
-    check_final,
-    fair_order,
-    resubmitted,
-)
+from ..rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from .records import FINISHED, RUNNING, WAITING, JobCounts, JobLimits, JobRow, JobStatus, NewJob
 
 T = TypeVar("T")
 
@@ -183,24 +172,3 @@ class MemoryJobs:
             return JobCounts(running, sum(j.status in WAITING for j in self._jobs.values()))
 
         return self._locked(op)
-
-
-def queued_row(new: NewJob, now: float, seq: int) -> JobRow:
-    """A job as submitted (every backend stores the same fields)."""
-    return JobRow(
-        new.job_id, new.user_id, new.kind, new.params, "queued", 0.0, "", None, None,
-        now, None, None, 0, new.max_attempts, None, None, seq,
-    )  # fmt: skip
-
-
-def reap(job: JobRow, now: float) -> JobRow:
-    """What a job whose worker died becomes (the rule every backend applies)."""
-    if job.status == "cancelling":
-        return replace(
-            job, status="cancelled", finished_at=now, worker_id=None, lease_expires_at=None
-        )
-    if job.attempts < job.max_attempts:
-        return replace(job, status="interrupted", worker_id=None, lease_expires_at=None,
-                       message="interrupted: its worker stopped; it will run again")  # fmt: skip
-    return replace(job, status="failed", error="the job's worker stopped too many times",
-                   finished_at=now, worker_id=None, lease_expires_at=None)  # fmt: skip

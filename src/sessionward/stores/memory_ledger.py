@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .base import (
+from ..rules.budgets import charge_refusal
+from .records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,
@@ -19,7 +20,6 @@ from .base import (
     LedgerProblem,
     StateScope,
     UserBudgetRow,
-    charge_refusal,
 )
 
 T = TypeVar("T")

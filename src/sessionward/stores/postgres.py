@@ -33,7 +33,15 @@ from typing import Any
 from psycopg.rows import TupleRow
 
 from ..errors import ConfigurationError
-from .base import (
+from ..rules.sessions import refresh_of_spent, stamp_new_session
+from ..rules.state import version_matches
+from .postgres_accounts import PostgresAccounts
+from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
+from .postgres_jobs import PostgresJobs
+from .postgres_ledger import PostgresLedger
+from .postgres_schema import lock_key
+from .postgres_sql import Params, key_params, state_params
+from .records import (
     ById,
     Created,
     Lookup,
@@ -44,16 +52,7 @@ from .base import (
     StateRow,
     StateScope,
     StateWrite,
-    refresh_of_spent,
-    stamp_new_session,
-    version_matches,
 )
-from .postgres_accounts import PostgresAccounts
-from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
-from .postgres_jobs import PostgresJobs
-from .postgres_ledger import PostgresLedger
-from .postgres_schema import lock_key
-from .postgres_sql import Params, key_params, state_params
 
 __all__ = ["PostgresStore", "conninfo", "is_transient"]
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from psycopg.rows import TupleRow
 
-from .base import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
 from .postgres_core import Conn, PostgresCore, fetch_one
+from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
 
 
 class PostgresAccounts(PostgresCore):

@@ -23,9 +23,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..clock import Clock
 from ..errors import ConfigurationError, SessionwardError, StorageError
 from ..urls import PostgresOptions, StoreURL
-from .base import PoolStats
 from .postgres_schema import migrate
 from .postgres_sql import Params, compose
+from .records import PoolStats
 from .retry import Retrier
 
 T = TypeVar("T")

@@ -27,12 +27,12 @@ from psycopg.rows import TupleRow
 
 from ..clock import Clock
 from ..errors import ConfigurationError, StorageError
+from ..rules.jobs import check_final, reap
 from ..urls import StoreURL
-from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob, check_final
-from .memory_jobs import reap
 from .postgres_core import PostgresCore, closed_by_server, fetch_all
 from .postgres_schema import lock_key, table_names
 from .postgres_sql import Params, compose_into
+from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 
 _COLUMNS = ", ".join(f"j.{f.name}" for f in fields(JobRow))
 _CLOCK = (

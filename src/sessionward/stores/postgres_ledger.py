@@ -22,7 +22,10 @@ from psycopg import sql
 
 from ..clock import Clock
 from ..urls import StoreURL
-from .base import (
+from .postgres_core import Conn, PostgresCore
+from .postgres_schema import lock_key, table_names
+from .postgres_sql import Params, compose_into
+from .records import (
     BudgetOutcome,
     BudgetRow,
     ChargeRequest,
@@ -30,9 +33,6 @@ from .base import (
     LedgerProblem,
     UserBudgetRow,
 )
-from .postgres_core import Conn, PostgresCore
-from .postgres_schema import lock_key, table_names
-from .postgres_sql import Params, compose_into
 
 _ENTRY = ("l.entry_id, l.user_id, l.session_id, l.kind, l.amount, l.idempotency_key, "
           "l.description, l.created_at, l.refund_of")  # fmt: skip

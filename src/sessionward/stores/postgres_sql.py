@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
-from .base import ByToken, SessionKey, StateScope
 from .postgres_schema import table_names
+from .records import ByToken, SessionKey, StateScope
 
 S = TypeVar("S")
 

@@ -31,8 +31,9 @@ import redis  # noqa: F401
 
 from ..clock import Clock
 from ..errors import ConfigurationError
+from ..rules.sessions import touch_due
 from ..urls import StoreURL
-from .base import (
+from .records import (
     ById,
     ByToken,
     Created,
@@ -44,7 +45,6 @@ from .base import (
     StateRow,
     StateScope,
     StateWrite,
-    touch_due,
 )
 from .redis_accounts import RedisAccounts
 from .redis_jobs import RedisJobs

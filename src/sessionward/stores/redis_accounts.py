@@ -38,7 +38,7 @@ from redis import exceptions as redis_errors
 from ..clock import Clock
 from ..errors import StorageError, StorageUnavailable
 from ..urls import StoreURL
-from .base import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
+from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
 from .redis_conn import Lease, RedisConnection, pack_command
 from .redis_keys import optional, roles_json, user_from_json
 from .retry import Retrier

@@ -32,7 +32,7 @@ from redis.credentials import UsernamePasswordCredentialProvider
 
 from ..clock import Clock
 from ..urls import RedisOptions, StoreURL
-from .base import PoolStats
+from .records import PoolStats
 from .redis_keys import KeyLayout, time_arg
 from .retry import Retrier
 

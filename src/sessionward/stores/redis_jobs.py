@@ -7,7 +7,7 @@ Lua script, atomic against every client of every process:
 
 - a claim counts the running (and cancelling) jobs, overall (``ZCARD`` of the leases) and per
   user (a hash kept in step with every status change), and picks by
-  :func:`~.base.fair_order` among the heads of the queues of the users with waiting jobs
+  ``rules.jobs.fair_order`` among the heads of the queues of the users with waiting jobs
   and a free slot (a min-heap of ``(running, last served, head seq)``; a user's last
   ``started_at`` is the top of a per-user index of started jobs, which a purge keeps
   exact): its work grows with the users that wait, not with the jobs;
@@ -32,12 +32,13 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ..errors import ConfigurationError
-from .base import JobCounts, JobLimits, JobRow, JobStatus, NewJob, check_final
+from ..rules.jobs import check_final
+from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .redis_conn import RedisConnection
 from .redis_keys import encode_id, optional
 
 #: The job hash's fields, in the order of every row a script returns (``JOB_FIELDS`` in
-#: lua/job_prelude.lua) and of :class:`~.base.JobRow`.
+#: lua/job_prelude.lua) and of :class:`~sessionward.stores.records.JobRow`.
 JOB_FIELDS = (
     "id", "uid", "kind", "par", "st", "pg", "msg", "res", "err", "ca", "sa", "fa", "att", "max",
     "wid", "le", "seq",

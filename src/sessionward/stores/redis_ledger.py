@@ -3,7 +3,7 @@
 Every operation is one Lua script on one user's keys (layout in :mod:`.redis_keys`, the
 rules and formats in ``lua/prelude_ledger.lua``), so it is atomic against every other client:
 ``charge`` checks that the session is live, releases its expired holds, looks up the
-idempotency key, applies :func:`~.base.charge_refusal` to the session's budget and then to the
+idempotency key, applies ``rules.budgets.charge_refusal`` to the session's budget and then to the
 user's cap, and writes the ledger line and the totals together, or nothing.
 
 The user's spent and held are never stored: the scripts that need them sum the user's session
@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any, cast
 
-from .base import (
+from .records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,

@@ -21,8 +21,10 @@ import anyio.to_thread
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigurationError
+from ..rules.sessions import refresh_of_spent, stamp_new_session, touch_due
+from ..rules.state import version_matches
 from ..urls import SqliteOptions, StoreURL
-from .base import (
+from .records import (
     ById,
     ByToken,
     Created,
@@ -35,10 +37,6 @@ from .base import (
     StateRow,
     StateScope,
     StateWrite,
-    refresh_of_spent,
-    stamp_new_session,
-    touch_due,
-    version_matches,
 )
 from .retry import Retrier
 from .sqlite_accounts import SqliteAccounts

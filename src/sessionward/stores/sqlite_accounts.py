@@ -11,8 +11,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow, gcra_candidate
-from .memory_accounts import apply_change
+from ..rules.limits import gcra_candidate
+from ..rules.users import apply_change
+from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
 from .sqlite_parts import Conn, SqlitePart
 
 _USER = (

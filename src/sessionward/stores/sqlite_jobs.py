@@ -1,7 +1,7 @@
 """The SQLite store's job queues (a mixin of :class:`~.sqlite.SqliteStore`).
 
 A claim is one ``BEGIN IMMEDIATE`` transaction on the writer: it counts the running jobs
-and picks the waiting ones by the shared rule (:func:`~.base.fair_order`), so the per-user
+and picks the waiting ones by the shared rule (``rules.jobs.fair_order``), so the per-user
 and global limits hold across every thread and process on the file.
 """
 
@@ -11,17 +11,8 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from .base import (
-    JobCounts,
-    JobLimits,
-    JobRow,
-    JobStatus,
-    NewJob,
-    check_final,
-    fair_order,
-    resubmitted,
-)
-from .memory_jobs import queued_row, reap
+from ..rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .sqlite_parts import Conn, SqlitePart
 
 _COLUMNS = ("job_id, user_id, kind, params, status, progress, message, result, error, "

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import (
+from ..rules.budgets import charge_refusal
+from .records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,
@@ -21,7 +22,6 @@ from .base import (
     LedgerProblem,
     StateScope,
     UserBudgetRow,
-    charge_refusal,
 )
 from .sqlite_parts import Conn, SqlitePart
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from ..clock import FakeClock
 from .accounts import LimitConformance, RefreshConformance, UserConformance
+from .budgets import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
 from .conformance import SessionConformance, StateConformance
 from .jobs import JobProcessConformance, JobStoreConformance
-from .ledger import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
 from .races import ProcessRaceConformance, RaceConformance
 
 __all__ = [

@@ -7,7 +7,8 @@ from functools import partial
 import pytest
 
 from ..clock import FakeClock
-from ..stores.base import (
+from ..stores.protocols import Store
+from ..stores.records import (
     ById,
     ByToken,
     GcraCheck,
@@ -15,7 +16,6 @@ from ..stores.base import (
     NewUserRow,
     SessionRow,
     StateScope,
-    Store,
     UserChange,
 )
 from ..ward import Ward

@@ -9,7 +9,8 @@ import pytest
 
 from ..clock import FakeClock
 from ..errors import ConfigurationError
-from ..stores.base import JobLimits, JobRow, NewJob, Store
+from ..stores.protocols import Store
+from ..stores.records import JobLimits, JobRow, NewJob
 from ..ward import Ward, open_ward
 from .conformance import WardFixtures
 from .races import race, run_in_processes

@@ -19,7 +19,7 @@ import pytest
 from ..clock import FakeClock
 from ..config import Settings
 from ..errors import SessionLimitExceeded, SessionRevoked, UnknownSession, WriteConflict
-from ..stores.base import StateScope
+from ..stores.records import StateScope
 from ..sync import SyncWard
 from ..ward import Ward, open_ward
 from .conformance import TOUCH, WardFixtures

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .ratelimit import RateLimitMiddleware, Rule, by_ip, by_route, by_session, by_user
+from .limits import RateLimitMiddleware, Rule, by_ip, by_route, by_session, by_user
 
 __all__ = ["RateLimitMiddleware", "Rule", "by_ip", "by_route", "by_session", "by_user"]

@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1/budget", route_class=StrictJSONRoute, tags=["budg
 @router.get("", response_model=BudgetOut)
 async def get_budget(principal: Authenticated, ward: WardDep) -> BudgetOut:
     """The session's budget, in minor units."""
-    budget = await ward.budget.get(principal.session)
+    budget = await ward.budgets.get(principal.session)
     return BudgetOut(limit=budget.limit, spent=budget.spent, remaining=budget.remaining,
                      currency=budget.currency)  # fmt: skip
 
@@ -25,7 +25,7 @@ async def charge(
     """Charge the session. 402 ``budget_exceeded`` (nothing charged); the same
     ``idempotency_key`` again returns the first charge with 200; with another amount, 422
     ``idempotency_mismatch``."""
-    done = await ward.budget.charge(principal.session, body.amount, body.idempotency_key,
+    done = await ward.budgets.charge(principal.session, body.amount, body.idempotency_key,
                                     body.description)  # fmt: skip
     if done.replayed:
         response.status_code = 200
@@ -38,7 +38,7 @@ async def list_charges(principal: Authenticated, ward: WardDep) -> ChargeList:
     """The session's ledger, oldest first."""
     lines = []
     after: str | None = None
-    while page := await ward.budget.charges(principal.session, after=after, limit=1000):
+    while page := await ward.budgets.charges(principal.session, after=after, limit=1000):
         lines += page
         after = page[-1].entry_id
     return ChargeList(charges=[

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Path, Response
 
 from ...auth.manager import Principal
 from ...state import check_name
-from ...stores.base import StateScope
+from ...stores.records import StateScope
 from ..body import StrictJSONRoute
 from ..deps import Authenticated, WardDep
 from ..errors import NOT_FOUND, invalid

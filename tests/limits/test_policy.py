@@ -9,9 +9,9 @@ import pytest
 
 from sessionward.config import Settings
 from sessionward.errors import ConfigurationError
-from sessionward.ratelimit import Decision, Limit, Policy, parse_policy
-from sessionward.ratelimit.policy import ACCEPTED, decide
-from sessionward.stores.base import GcraCheck
+from sessionward.limits import Decision, Limit, Policy, parse_policy
+from sessionward.limits.policy import ACCEPTED, decide
+from sessionward.stores.records import GcraCheck
 
 SECOND, MINUTE, HOUR, DAY = 1.0, 60.0, 3600.0, 86400.0
 

@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from sessionward import open_ward
-from sessionward.web.ratelimit import RateLimitMiddleware, Rule, by_ip, by_route
+from sessionward.web.limits import RateLimitMiddleware, Rule, by_ip, by_route
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ decision past the first second is refused). The contenders alternate in blocks, 
   (`limits`' default async client).
 
 Commands per decision, bytes per key and the 4-process exactness check are in
-``ratelimit_counts``.
+``limits_counts``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from limits import RateLimitItem, parse
 from limits.aio import strategies as aio_strategies
 from limits.aio.storage import MemoryStorage as AioMemoryStorage
 from limits.storage import MemoryStorage, storage_from_string
@@ -39,8 +38,9 @@ from limits.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
+from limits import RateLimitItem, parse
 from sessionward import SyncWard, open_ward
-from sessionward.ratelimit import parse_policy
+from sessionward.limits import parse_policy
 
 from .measure import Result
 
@@ -130,7 +130,7 @@ class RateLimitResults:
 async def bench_ratelimit(
     urls: dict[str, str], backends: list[str], workdir: Path, *, per_task: int, quick: bool
 ) -> RateLimitResults:
-    from .ratelimit_counts import count_commands, exactness, memory_footprint, redis_footprint
+    from .limits_counts import count_commands, exactness, memory_footprint, redis_footprint
 
     out = RateLimitResults(versions=_versions())
     if "memory" in backends:

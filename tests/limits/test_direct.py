@@ -15,12 +15,12 @@ import pytest
 
 from sessionward import FakeClock, SyncWard, open_ward
 from sessionward.errors import StorageUnavailable, UnknownSession
-from sessionward.ratelimit import Decision, Limit, Policy, RateLimiter, parse_policy
-from sessionward.ratelimit.limiter import DirectLimiter
-from sessionward.ratelimit.policy import decide, decide_one
+from sessionward.limits import Decision, Limit, Policy, RateLimiter, parse_policy
+from sessionward.limits.limiter import DirectLimiter
+from sessionward.limits.policy import decide, decide_one
 from sessionward.stores import create_store
-from sessionward.stores.base import GcraCheck, GcraResult
 from sessionward.stores.memory import MemoryStore
+from sessionward.stores.records import GcraCheck, GcraResult
 from tests.stores.test_memory_store import in_fork
 
 POLICIES = ["5 per 10 seconds", "3/minute;5/hour", "100/minute burst 20", "1/second",

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from sessionward import FakeClock, Settings, open_ward
-from sessionward.ratelimit import parse_policy
+from sessionward.limits import parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("SESSIONWARD_STRESS") == "1"
@@ -82,7 +82,7 @@ async def test_forgotten_limiter_keys_leave_room_for_live_entries(forget: str) -
 
 def _flood(cap: int, keys: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", "from tests.ratelimit.test_memory_bound import child; child()",
+        [sys.executable, "-c", "from tests.limits.test_memory_bound import child; child()",
          str(cap), str(keys)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

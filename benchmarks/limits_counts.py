@@ -29,8 +29,8 @@ from typing import Any
 
 import anyio
 
+from .limits import BOUNDED, Commands, Exactness, Footprint, open_redis_contenders
 from .machine import SERVER_CPU
-from .ratelimit import BOUNDED, Commands, Exactness, Footprint, open_redis_contenders
 
 FOOTPRINT_POLICY = "100/hour"  # nothing expires while it is measured
 FOOTPRINT_HITS = (1, 100)  # decisions per key: one, and a full window
@@ -244,13 +244,14 @@ def _footprint_child(kind: str, keys: int, hits: int, answers: Any) -> None:
     if kind == "sessionward":
         answers.put(anyio.run(_sessionward_footprint, keys, hits))
         return
-    from limits import parse
     from limits.storage import MemoryStorage
     from limits.strategies import (
         FixedWindowRateLimiter,
         MovingWindowRateLimiter,
         SlidingWindowCounterRateLimiter,
     )
+
+    from limits import parse
 
     strategy = {
         "limits moving window": MovingWindowRateLimiter,
@@ -273,7 +274,7 @@ def _footprint_child(kind: str, keys: int, hits: int, answers: Any) -> None:
 
 async def _sessionward_footprint(keys: int, hits: int) -> float:
     from sessionward import open_ward
-    from sessionward.ratelimit import parse_policy
+    from sessionward.limits import parse_policy
 
     policy = parse_policy(FOOTPRINT_POLICY)
     names = [f"user{k}" for k in range(keys)]
@@ -337,9 +338,10 @@ def _exact_child(kind: str, url: str, key: str, gate: Any, answers: Any) -> None
     if kind == "sessionward":
         answers.put(anyio.run(_sessionward_race, url, key, gate))
         return
-    from limits import parse
     from limits.storage import storage_from_string
     from limits.strategies import MovingWindowRateLimiter
+
+    from limits import parse
 
     storage = storage_from_string(url, key_prefix="swbench:exact") if url != "memory://" else None
     limiter = MovingWindowRateLimiter(storage or storage_from_string("memory://"))
@@ -350,7 +352,7 @@ def _exact_child(kind: str, url: str, key: str, gate: Any, answers: Any) -> None
 
 async def _sessionward_race(url: str, key: str, gate: Any) -> int:
     from sessionward import open_ward
-    from sessionward.ratelimit import parse_policy
+    from sessionward.limits import parse_policy
 
     policy = parse_policy(EXACT_POLICY)
     async with open_ward(url, sweep=False) as ward:

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidToken, StorageError
-from ..ratelimit import Decision, FailMode, Policy, RateLimiter, parse_policy
+from ..limits import Decision, FailMode, Policy, RateLimiter, parse_policy
 from .client import client_ip
 from .problem import error_response
 

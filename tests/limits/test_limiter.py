@@ -14,7 +14,7 @@ import pytest
 
 from sessionward import FakeClock, SyncWard, open_ward
 from sessionward.errors import ConfigurationError, InvalidArgument, RateLimited
-from sessionward.ratelimit import Decision
+from sessionward.limits import Decision
 from sessionward.testing.races import race, run_in_processes
 from sessionward.ward import Ward
 from tests.conftest import SHARED_BACKENDS

@@ -21,13 +21,13 @@ async def bench_budget(url: str, *, per_task: int) -> list[Result]:
         for tasks, n in ((1, per_task), (CONCURRENT, max(per_task // 8, 50))):
             ops = _ops(ward, hot, sessions, tag=f"t{tasks}")
             results += await interleaved(ops, tasks=tasks, per_task=n)
-        problems = await ward.budget.verify()
+        problems = await ward.budgets.verify()
         assert not problems, f"the books do not balance after the benchmark: {problems[:3]}"
         return results
 
 
 def _ops(ward: object, hot: Session, sessions: list[Session], tag: str) -> dict[str, Op]:
-    budget = ward.budget  # type: ignore[attr-defined]
+    budget = ward.budgets  # type: ignore[attr-defined]
 
     async def one_session(i: int) -> object:
         return await budget.charge(hot, 1 + i % 50, f"{tag}-hot-{i}")

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from ..errors import InvalidArgument, RateLimited, StorageError, StorageUnavailable
-from ..stores.base import GcraCheck, GcraResult, LimitStore
+from ..stores.protocols import LimitStore
+from ..stores.records import GcraCheck, GcraResult
 from .policy import Decision, Policy, decide, decide_one, parse_policy
 
 FailMode = Literal["open", "closed"]

@@ -1,9 +1,9 @@
 """Per-session budgets: atomic, idempotent spending with a ledger.
 
-    charge = await ward.budget.charge(session, 250, idempotency_key="order-17",
+    charge = await ward.budgets.charge(session, 250, idempotency_key="order-17",
                                       description="blood panel")
     charge.remaining          # what the session may still spend
-    await ward.budget.refund(session, charge.charge_id)
+    await ward.budgets.refund(session, charge.charge_id)
 
 Amounts are integers in minor units (cents), from 1 to 2**53. Each session starts with
 ``budget_default`` (settable per session); an optional per-user limit caps all the user's
@@ -29,15 +29,14 @@ from .errors import (
     UnknownCharge,
 )
 from .sessions import Session, judge
-from .stores.base import (
+from .stores.protocols import BudgetStore, SessionStore
+from .stores.records import (
     BudgetOutcome,
     BudgetRow,
     ById,
     ChargeRequest,
     LedgerEntry,
     LedgerProblem,
-    LedgerStore,
-    SessionStore,
     UserBudgetRow,
 )
 from .tokens import new_public_id
@@ -46,7 +45,7 @@ MAX_AMOUNT = 2**53  # exact in every store, Lua's doubles included
 MAX_KEY, MAX_DESCRIPTION = 255, 500
 
 
-class _Store(LedgerStore, SessionStore, Protocol):
+class _Store(BudgetStore, SessionStore, Protocol):
     pass
 
 

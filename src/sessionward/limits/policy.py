@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import ConfigurationError
-from ..stores.base import GcraCheck
+from ..stores.records import GcraCheck
 
 _UNITS = {
     "second": 1.0, "seconds": 1.0, "sec": 1.0, "secs": 1.0, "s": 1.0,
