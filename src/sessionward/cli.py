@@ -13,10 +13,12 @@ Errors are one sentence on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio
 import typer
@@ -44,9 +46,20 @@ StoreOption = Annotated[
 ]
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def settings_for(store: str | None, **values: Any) -> Settings:
@@ -55,7 +68,6 @@ def settings_for(store: str | None, **values: Any) -> Settings:
         return Settings.from_env(**overrides, **values)
     except SessionwardError as exc:
         fail(str(exc), 2)
-        raise  # unreachable: fail() exits
 
 
 def with_ward(store: str | None, action: Callable[[Ward], Awaitable[T]]) -> T:
@@ -69,7 +81,6 @@ def with_ward(store: str | None, action: Callable[[Ward], Awaitable[T]]) -> T:
         return anyio.run(run)
     except SessionwardError as exc:
         fail(str(exc))
-        raise  # unreachable
 
 
 @app.command()
@@ -94,6 +105,10 @@ def serve(
     if settings.store.backend == "memory" and workers > 1:
         fail("a memory:// store lives in one process; use --workers 1, or a sqlite, "
              "redis or postgresql store", 2)  # fmt: skip
+    # Open the store once here, so that an unreachable store or a missing driver is one
+    # sentence and a non-zero exit, not a traceback from every worker's lifespan.
+    with _quiet("psycopg.pool"):  # its per-attempt warnings would bury the one sentence
+        with_ward(store, lambda ward: ward.ping())
     import uvicorn
 
     # Workers are separate processes that build their own app from the environment.

@@ -114,3 +114,13 @@ def test_serve_with_two_workers_shares_one_store(tmp_path: Path) -> None:
         assert "with 2 worker(s)" in server.log.read_text()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "store", ["redis://127.0.0.1:1/0", "postgresql://postgres@127.0.0.1:1/test?pool_timeout=1"]
+)
+def test_serve_with_an_unreachable_store_is_one_sentence(tmp_path: Path, store: str) -> None:
+    done = sw("serve", "--port", "1", store=store, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "listening" not in done.stdout
+    assert done.stderr.count("\n") == 1 and "store is unavailable" in done.stderr
