@@ -18,6 +18,7 @@ from .sessions import Sessions
 from .stores.protocols import UserStore
 from .stores.records import NewUserRow, UserChange, UserRow
 from .tokens import new_public_id
+from .validation import check_text
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")
 ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -45,6 +46,12 @@ class User:
 def username_key(username: str) -> str:
     """The form usernames are unique in: case folded."""
     return username.casefold()
+
+
+def possible_username(username: object) -> bool:
+    """Whether ``username`` could name a user; anything else is never looked up, so input
+    no user can have (a NUL, say) never reaches a store."""
+    return isinstance(username, str) and USERNAME.fullmatch(username) is not None
 
 
 def check_username(username: str) -> str:
@@ -95,12 +102,14 @@ class Users:
         return None if row is None else User.from_row(row)
 
     async def find(self, username: str) -> User | None:
+        if not possible_username(username):
+            return None
         row = await self._store.find_user(username_key(username))
         return None if row is None else User.from_row(row)
 
     async def page(self, *, after: str | None = None, limit: int = 100) -> list[User]:
         """Users ordered by username (case folded), ``limit`` at a time after ``after``."""
-        after_key = None if after is None else username_key(after)
+        after_key = None if after is None else username_key(check_text(after, "after", 64) or "")
         rows = await self._store.list_users(after=after_key, limit=min(max(limit, 1), 1000))
         return [User.from_row(row) for row in rows]
 

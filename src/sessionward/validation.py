@@ -18,6 +18,12 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def possible_id(value: object) -> bool:
+    """Whether ``value`` could be an id :func:`check_id` accepted; an id that could not is
+    never looked up (it names nothing), so it never reaches a store."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None and _utf8(value)
+
+
 def check_text(value: str | None, what: str, limit: int) -> str | None:
     if value is None:
         return None

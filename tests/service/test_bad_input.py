@@ -97,3 +97,21 @@ def test_refresh_bad_bodies(client: httpx.Client) -> None:
     assert_error(
         client.post("/v1/auth/refresh", json={"refresh_token": "nope"}), 401, "invalid_token"
     )
+
+
+@pytest.mark.parametrize("username", ["\x00", "ab\x00cd", "x" * 65 + "\x00"])
+def test_a_login_no_user_can_have_is_refused_like_a_wrong_password(
+    client: httpx.Client, username: str
+) -> None:
+    answer = client.post("/v1/auth/login", json={"username": username, "password": "whatever pw"})
+    assert_error(answer, 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize("job_id", ["%00", "a%00b", "%7f", "%01"])
+def test_a_job_id_no_job_can_have_is_not_found(
+    client: httpx.Client, name: str, job_id: str
+) -> None:
+    auth = bearer(signed_up(client, name))
+    assert_error(client.get(f"/v1/jobs/{job_id}", headers=auth), 404, "not_found")
+    assert_error(client.post(f"/v1/jobs/{job_id}/cancel", headers=auth), 404, "not_found")
+    assert_error(client.get(f"/v1/jobs/{job_id}/events", headers=auth), 404, "not_found")

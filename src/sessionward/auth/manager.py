@@ -32,7 +32,7 @@ from ..sessions import Session, Sessions, judge
 from ..stores.protocols import Store
 from ..stores.records import UserChange, UserRow
 from ..tokens import hash_token, new_public_id, plausible_token
-from ..users import MAX_PASSWORD, User, Users, username_key
+from ..users import MAX_PASSWORD, User, Users, possible_username, username_key
 from .access import AccessTokens, Claims
 from .keys import SigningKeys
 from .lockout import Lockout
@@ -90,7 +90,7 @@ class Auth:
         password and disabled account alike) or :class:`AccountLocked`."""
         key = username_key(username) if isinstance(username, str) else ""
         attempt = await self.lockout.begin(key, ip)
-        row = await self._store.find_user(key) if 0 < len(key) <= 64 else None
+        row = await self._store.find_user(key) if possible_username(username) else None
         usable = row is not None and not row.disabled
         given = password[:MAX_PASSWORD] if isinstance(password, str) else ""
         verified = await self._passwords.verify(row.password_hash if usable else None, given)  # type: ignore[union-attr]

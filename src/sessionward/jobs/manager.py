@@ -36,7 +36,7 @@ from ..events import EventHub, Subscription, user_channel
 from ..stores.protocols import JobStore
 from ..stores.records import FINISHED, JobCounts, JobRow, NewJob
 from ..tokens import new_public_id
-from ..validation import check_id, encode_json
+from ..validation import check_id, encode_json, possible_id
 from .kinds import JobKind
 
 log = logging.getLogger("sessionward.jobs")
@@ -120,7 +120,7 @@ class Jobs:
         return Job.from_row(row)
 
     async def get(self, user_id: str, job_id: str) -> Job:
-        row = await self._store.get_job(user_id, job_id)
+        row = await self._store.get_job(user_id, job_id) if possible_id(job_id) else None
         if row is None:
             raise UnknownJob("no such job")
         return Job.from_row(row)
@@ -134,7 +134,7 @@ class Jobs:
         """Cancel: a waiting job at once, a running one as soon as its worker hears of it
         (at once on this instance or through the event hub; at the latest at its next
         heartbeat). A finished job is left as it is."""
-        row = await self._store.cancel_job(user_id, job_id)
+        row = await self._store.cancel_job(user_id, job_id) if possible_id(job_id) else None
         if row is None:
             raise UnknownJob("no such job")
         if row.status == "cancelling":
