@@ -106,6 +106,21 @@ async def test_per_ip_limit(store_url: str, clock: FakeClock) -> None:
             await ward.auth.login("a4", WRONG, ip="198.51.100.7")
 
 
+@pytest.mark.parametrize("ip", [None, "", "not an address"])
+async def test_logins_without_a_usable_address_share_one_ip_count(
+    store_url: str, clock: FakeClock, ip: str | None
+) -> None:
+    settings = auth_settings(login_ip_max_failures=2)
+    async with open_ward(store_url, settings=settings, clock=clock, sweep=False) as ward:
+        for name in ("a1", "a2"):
+            with pytest.raises(InvalidCredentials):
+                await ward.auth.login(name, WRONG, ip=ip)
+        with pytest.raises(AccountLocked):
+            await ward.auth.login("a3", WRONG, ip=ip)
+        with pytest.raises(InvalidCredentials):  # a known address has its own count
+            await ward.auth.login("a3", WRONG, ip="198.51.100.7")
+
+
 async def test_never_more_than_100_failures_an_hour(store_url: str, clock: FakeClock) -> None:
     lax = auth_settings(login_max_failures=100, login_failure_window=60, login_lockout=60)
     async with open_ward(store_url, settings=lax, clock=clock, sweep=False) as ward:

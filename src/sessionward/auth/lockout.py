@@ -40,6 +40,7 @@ from ..stores.records import GcraCheck
 HOURLY_CAP = 100
 _HOURLY = HOURLY_CAP // 2  # burst and hourly refill: together at most HOURLY_CAP an hour
 LOCK_DECAY = 86400.0  # one level of escalation is forgotten per day
+UNKNOWN_IP = "unknown"  # the one key of attempts that come with no usable address
 _FOREVER = 1e12
 
 
@@ -48,7 +49,7 @@ class Attempt:
     """A counted login attempt; hand it back to :meth:`Lockout.succeeded` on success."""
 
     account: str
-    ip: str | None
+    ip: str
 
 
 class Lockout:
@@ -73,9 +74,10 @@ class Lockout:
 
     async def succeeded(self, attempt: Attempt) -> None:
         """The password was right: give the attempt back and clear the account's count."""
-        refunds = [counter(f"login:acct-hour:{attempt.account}", _HOURLY, 3600.0, -1)]
-        if attempt.ip is not None:
-            refunds.append(self._ip_check(attempt.ip, -1))
+        refunds = [
+            counter(f"login:acct-hour:{attempt.account}", _HOURLY, 3600.0, -1),
+            self._ip_check(attempt.ip, -1),
+        ]
         await self._store.gcra(refunds)
         await self._store.gcra([counter(f"login:acct:{attempt.account}", 1, 1.0, -1e12)])
 
@@ -86,9 +88,8 @@ class Lockout:
             GcraCheck(f"login:lock:{account}", 1.0, 0.0, 0),
             counter(f"login:acct:{account}", n, window, 1),
             counter(f"login:acct-hour:{account}", _HOURLY, 3600.0, 1),
+            self._ip_check(attempt.ip, 1),
         ]
-        if attempt.ip is not None:
-            checks.append(self._ip_check(attempt.ip, 1))
         return checks
 
     def _ip_check(self, ip: str, cost: float) -> GcraCheck:
@@ -122,10 +123,10 @@ def _digest(username_key: str) -> str:
     return hashlib.sha256(username_key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _normalized(ip: str | None) -> str | None:
-    if not ip:
-        return None
+def _normalized(ip: str | None) -> str:
+    """The address's key; attempts with no usable address (no peer, as behind a Unix socket,
+    or one that does not parse) share one key rather than going uncounted."""
     try:
-        return ipaddress.ip_address(ip).compressed
+        return ipaddress.ip_address(ip or "").compressed
     except ValueError:
-        return None
+        return UNKNOWN_IP
