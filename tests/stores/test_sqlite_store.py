@@ -16,7 +16,7 @@ import pytest
 from sessionward import ConfigurationError, Settings, StorageError, open_ward
 from sessionward.stores import create_store
 from sessionward.stores.sqlite import SqliteStore
-from sessionward.stores.sqlite_schema import SCHEMA_VERSION
+from sessionward.stores.sqlite.schema import SCHEMA_VERSION
 from sessionward.testing.races import run_in_processes
 
 pytestmark = pytest.mark.anyio

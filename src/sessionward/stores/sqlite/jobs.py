@@ -1,4 +1,4 @@
-"""The SQLite store's job queues (a mixin of :class:`~.sqlite.SqliteStore`).
+"""The SQLite store's job queues (a mixin of :class:`~.store.SqliteStore`).
 
 A claim is one ``BEGIN IMMEDIATE`` transaction on the writer: it counts the running jobs
 and picks the waiting ones by the shared rule (``rules.jobs.fair_order``), so the per-user
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from ..rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
-from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
-from .sqlite_parts import Conn, SqlitePart
+from ...rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .parts import Conn, SqlitePart
 
 _COLUMNS = ("job_id, user_id, kind, params, status, progress, message, result, error, "
             "created_at, started_at, finished_at, attempts, max_attempts, worker_id, "

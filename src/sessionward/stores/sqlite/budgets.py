@@ -1,4 +1,4 @@
-"""The SQLite store's budgets, ledgers and holds (a mixin of :class:`~.sqlite.SqliteStore`).
+"""The SQLite store's budgets, ledgers and holds (a mixin of :class:`~.store.SqliteStore`).
 
 Every operation that moves money is one ``BEGIN IMMEDIATE`` transaction on the writer: the
 session's liveness, the budgets, the idempotency key, the ledger line and the totals are
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..rules.budgets import charge_refusal
-from .records import (
+from ...rules.budgets import charge_refusal
+from ..records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,
@@ -23,7 +23,8 @@ from .records import (
     StateScope,
     UserBudgetRow,
 )
-from .sqlite_parts import Conn, SqlitePart
+from .parts import Conn, SqlitePart
+from .sessions import owner_live
 
 _ENTRY = ("SELECT entry_id, user_id, session_id, kind, amount, idempotency_key, description, "
           "created_at, refund_of FROM sw_ledger")  # fmt: skip
@@ -34,7 +35,7 @@ def _entry(values: Sequence[Any] | None) -> LedgerEntry | None:
     return None if values is None else LedgerEntry(*values)
 
 
-class SqliteLedger(SqlitePart):
+class SqliteBudgets(SqlitePart):
     async def get_budget(
         self, user_id: str, session_id: str, *, default_limit: int, currency: str
     ) -> BudgetRow:
@@ -209,9 +210,7 @@ class SqliteLedger(SqlitePart):
 
 
 def _session_live(conn: Conn, owner: tuple[str, str], now: float) -> bool:
-    from .sqlite import _owner_live
-
-    return _owner_live(conn, StateScope("session", owner[0], owner[1]), now)
+    return owner_live(conn, StateScope("session", owner[0], owner[1]), now)
 
 
 def _budget(conn: Conn, owner: tuple[str, str], default: int, currency: str,

@@ -1,6 +1,5 @@
-"""The memory store's users and GCRA limits (a mixin of :class:`~.memory.MemoryStore`).
+"""The memory store's GCRA limits (a mixin of :class:`~.store.MemoryStore`).
 
-Users are never evicted: they are durable records, and a test or single-process app has few.
 Limit keys share the store's LRU cap with sessions and state, so a flood of distinct keys
 cannot grow the store past ``max_entries``; a key whose TAT has passed is the same as an
 absent one and costs nothing until the LRU drops it.
@@ -17,15 +16,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from ..rules.limits import gcra_candidate
-from ..rules.users import apply_change
-from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
+from ...rules.limits import gcra_candidate
+from ..records import GcraCheck, GcraResult
 
 T = TypeVar("T")
 
 
-class MemoryAccounts:
-    """Users and limits, under the store's one lock (``_locked``)."""
+class MemoryLimits:
+    """GCRA limits, under the store's one lock (``_locked``)."""
 
     # MemoryStore's: the lock, the clock's now(), the LRU and its cap, the fork mark
     _lock: threading.Lock
@@ -47,53 +45,7 @@ class MemoryAccounts:
         raise NotImplementedError  # MemoryStore's LRU
 
     def __init__(self) -> None:
-        self._users: dict[str, UserRow] = {}
-        self._usernames: dict[str, str] = {}
         self._limits: dict[str, float] = {}
-
-    # users
-
-    async def create_user(self, new: NewUserRow) -> UserRow | None:
-        def op(now: float) -> UserRow | None:
-            if new.username_key in self._usernames or new.user_id in self._users:
-                return None
-            row = UserRow(
-                new.user_id, new.username, new.username_key, new.password_hash, new.roles,
-                disabled=False, created_at=now, updated_at=now,
-            )  # fmt: skip
-            self._users[new.user_id] = row
-            self._usernames[new.username_key] = new.user_id
-            return row
-
-        return self._locked(op)
-
-    async def get_user(self, user_id: str) -> UserRow | None:
-        return self._locked(lambda now: self._users.get(user_id))
-
-    async def find_user(self, username_key: str) -> UserRow | None:
-        return self._locked(lambda now: self._users.get(self._usernames.get(username_key, "")))
-
-    async def list_users(self, *, after: str | None, limit: int) -> list[UserRow]:
-        def op(now: float) -> list[UserRow]:
-            keys = sorted(k for k in self._usernames if after is None or k > after)
-            return [self._users[self._usernames[k]] for k in keys[:limit]]
-
-        return self._locked(op)
-
-    async def update_user(self, user_id: str, change: UserChange) -> UserRow | None:
-        def op(now: float) -> UserRow | None:
-            row = self._users.get(user_id)
-            if row is None:
-                return None
-            if change.expected_hash is not None and row.password_hash != change.expected_hash:
-                return None
-            row = apply_change(row, change, now)
-            self._users[user_id] = row
-            return row
-
-        return self._locked(op)
-
-    # limits
 
     async def gcra(self, checks: Sequence[GcraCheck], *, apply: bool = True) -> GcraResult:
         return self.gcra_now(checks, apply=apply)

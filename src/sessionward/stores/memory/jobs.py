@@ -1,4 +1,4 @@
-"""The memory store's job queues (a mixin of :class:`~.memory.MemoryStore`), under its lock."""
+"""The memory store's job queues (a mixin of :class:`~.store.MemoryStore`), under its lock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from ..rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
-from .records import FINISHED, RUNNING, WAITING, JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from ...rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from ..records import FINISHED, RUNNING, WAITING, JobCounts, JobLimits, JobRow, JobStatus, NewJob
 
 T = TypeVar("T")
 

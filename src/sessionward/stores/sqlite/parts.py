@@ -1,5 +1,6 @@
-"""What the SQLite store's parts (:mod:`.sqlite_accounts`, :mod:`.sqlite_ledger`,
-:mod:`.sqlite_jobs`) use of :class:`~.sqlite.SqliteStore`, which provides it."""
+"""What the SQLite store's parts (:mod:`.sessions`, :mod:`.state`, :mod:`.users`,
+:mod:`.limits`, :mod:`.budgets`, :mod:`.jobs`) use of :class:`~.store.SqliteStore`, which
+provides it."""
 
 from __future__ import annotations
 

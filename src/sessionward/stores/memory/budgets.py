@@ -1,4 +1,4 @@
-"""The memory store's budgets, ledgers and holds (a mixin of :class:`~.memory.MemoryStore`).
+"""The memory store's budgets, ledgers and holds (a mixin of :class:`~.store.MemoryStore`).
 
 Every operation runs under the store's one lock. A session's budget data goes when the
 session is dropped, so it is bounded by the store's cap like the session itself.
@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from ..rules.budgets import charge_refusal
-from .records import (
+from ...rules.budgets import charge_refusal
+from ..records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,
@@ -32,7 +32,7 @@ class _Hold:
     expires_at: float
 
 
-class MemoryLedger:
+class MemoryBudgets:
     """Budgets and ledgers under the store's one lock (``_locked``)."""
 
     def _locked(self, fn: Callable[[float], T]) -> T:

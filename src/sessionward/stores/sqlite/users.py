@@ -1,8 +1,8 @@
-"""The SQLite store's users and GCRA limits (a mixin of :class:`~.sqlite.SqliteStore`).
+"""The SQLite store's users (a mixin of :class:`~.store.SqliteStore`).
 
 Each operation is one job on the store's threads: reads on a reader, writes as one
-``BEGIN IMMEDIATE`` transaction on the writer, so a GCRA decision over several keys, and a
-registration's uniqueness check, are atomic against every thread and process.
+``BEGIN IMMEDIATE`` transaction on the writer, so a registration's uniqueness check is
+atomic against every thread and process.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..rules.limits import gcra_candidate
-from ..rules.users import apply_change
-from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
-from .sqlite_parts import Conn, SqlitePart
+from ...rules.users import apply_change
+from ..records import NewUserRow, UserChange, UserRow
+from .parts import Conn, SqlitePart
 
 _USER = (
     "SELECT user_id, username, username_key, password_hash, roles, disabled, created_at, "
@@ -30,10 +29,8 @@ def _user(values: Sequence[Any] | None) -> UserRow | None:
                    created, updated)  # fmt: skip
 
 
-class SqliteAccounts(SqlitePart):
-    """Users and limits over the store's reader and writer threads."""
-
-    # users
+class SqliteUsers(SqlitePart):
+    """Users over the store's reader and writer threads."""
 
     async def create_user(self, new: NewUserRow) -> UserRow | None:
         def job(conn: Conn) -> UserRow | None:
@@ -83,47 +80,5 @@ class SqliteAccounts(SqlitePart):
                  row.updated_at, user_id),
             )  # fmt: skip
             return row
-
-        return await self._write(job)
-
-    # limits
-
-    async def gcra(self, checks: Sequence[GcraCheck], *, apply: bool = True) -> GcraResult:
-        def decide(conn: Conn) -> GcraResult:
-            now = self._now()
-            keys = [c.key for c in checks]
-            found = conn.execute(
-                f"SELECT key, tat FROM sw_limits WHERE key IN ({', '.join('?' * len(keys))})",
-                keys,
-            ).fetchall()
-            tats = dict(found)
-            decided = [gcra_candidate(c, tats.get(c.key), now) for c in checks]
-            allowed = tuple(ok for ok, _ in decided)
-            candidates = tuple(tat for _, tat in decided)
-            if apply and all(allowed):
-                conn.executemany(
-                    "INSERT INTO sw_limits (key, tat) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
-                    list(zip(keys, candidates, strict=True)),
-                )
-            return GcraResult(allowed, candidates, now)
-
-        # A peek only reads; a decision that may store runs on the writer, in one transaction.
-        return await (self._write(decide) if apply else self._read(decide))
-
-    async def reset_limits(self, keys: Sequence[str]) -> None:
-        def job(conn: Conn) -> None:
-            conn.executemany("DELETE FROM sw_limits WHERE key = ?", [(k,) for k in keys])
-
-        await self._write(job)
-
-    async def sweep_limits(self, limit: int) -> int:
-        def job(conn: Conn) -> int:
-            cursor = conn.execute(
-                "DELETE FROM sw_limits WHERE key IN "
-                "(SELECT key FROM sw_limits WHERE tat <= ? LIMIT ?)",
-                (self._now(), limit),
-            )
-            return cursor.rowcount
 
         return await self._write(job)
