@@ -84,13 +84,12 @@ class Lockout:
     def _checks(self, attempt: Attempt) -> list[GcraCheck]:
         window, n = self._s.login_failure_window, self._s.login_max_failures
         account = attempt.account
-        checks = [
+        return [
             GcraCheck(f"login:lock:{account}", 1.0, 0.0, 0),
             counter(f"login:acct:{account}", n, window, 1),
             counter(f"login:acct-hour:{account}", _HOURLY, 3600.0, 1),
             self._ip_check(attempt.ip, 1),
         ]
-        return checks
 
     def _ip_check(self, ip: str, cost: float) -> GcraCheck:
         window, n = self._s.login_failure_window, self._s.login_ip_max_failures
