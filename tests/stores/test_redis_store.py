@@ -45,7 +45,7 @@ from sessionward import (
     open_ward,
     parse_store_url,
 )
-from sessionward.stores import create_store, redis_conn
+from sessionward.stores import create_store
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import (
     BudgetOutcome,
@@ -62,8 +62,9 @@ from sessionward.stores.records import (
     UserChange,
 )
 from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis_conn import PRELUDES, connection_kwargs
-from sessionward.stores.redis_keys import FIELDS, KeyLayout, decode_id, encode_id
+from sessionward.stores.redis import connection as redis_conn
+from sessionward.stores.redis.connection import PRELUDES, connection_kwargs
+from sessionward.stores.redis.keys import FIELDS, KeyLayout, decode_id, encode_id
 from sessionward.testing.races import race
 from sessionward.tokens import hash_token
 from sessionward.urls import RedisOptions
@@ -183,14 +184,14 @@ async def test_odd_session_ids(url: str, clock: FakeClock) -> None:
 
 
 def test_lua_fields_match_the_python_fields() -> None:
-    prelude = (resources.files("sessionward.stores") / "lua" / "prelude.lua").read_text()
+    prelude = (resources.files("sessionward.stores.redis") / "lua" / "prelude.lua").read_text()
     line = re.search(r"^local FIELDS = \{(.*)\}$", prelude, re.MULTILINE)
     assert line is not None
     assert tuple(re.findall(r"'(\w+)'", line.group(1))) == FIELDS
 
 
 def test_every_script_is_packaged() -> None:
-    lua = resources.files("sessionward.stores") / "lua"
+    lua = resources.files("sessionward.stores.redis") / "lua"
     names = {entry.name for entry in lua.iterdir()}
     store = RedisStore(parse_store_url("redis://127.0.0.1:1/0"))
     assert {f"{name}.lua" for name in store._scripts} | set(PRELUDES) == names

@@ -29,11 +29,11 @@ from typing import Any
 # that into an install hint) even when the modules below are already loaded.
 import redis  # noqa: F401
 
-from ..clock import Clock
-from ..errors import ConfigurationError
-from ..rules.sessions import touch_due
-from ..urls import StoreURL
-from .records import (
+from ...clock import Clock
+from ...errors import ConfigurationError
+from ...rules.sessions import touch_due
+from ...urls import StoreURL
+from ..records import (
     ById,
     ByToken,
     Created,
@@ -46,9 +46,9 @@ from .records import (
     StateScope,
     StateWrite,
 )
-from .redis_accounts import RedisAccounts
-from .redis_jobs import RedisJobs
-from .redis_keys import (
+from .budgets import RedisLedger
+from .jobs import RedisJobs
+from .keys import (
     Owner,
     RouteCache,
     encode_id,
@@ -62,7 +62,7 @@ from .redis_keys import (
     ttl_ms,
     version_arg,
 )
-from .redis_ledger import RedisLedger
+from .limits import RedisAccounts
 
 # A route is written before its session exists, when the session's expiry is not yet known.
 _ROUTE_SLACK = 60.0
@@ -146,7 +146,7 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         wrote = await self._call(lambda: self._client.set(route, value, px=ttl, nx=True))
         keys = self._keys.session(new.user_id, new.session_id)
         args = self._create_args(new, max_sessions, evict_oldest)
-        reply = await self._script("create", [keys[0], keys[2]], args)
+        reply = await self._script("session_create", [keys[0], keys[2]], args)
         if reply[1] in ("refused", "collision"):
             if wrote:
                 await self._call(lambda: self._client.delete(route))
@@ -183,11 +183,13 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         now = self._clock.now() if self._clock else _inside(row.idle_expires_at)
         if not touch_due(row, now, touch_interval):
             return Lookup(row, now)
-        lookup, _ = await self._on_session("find", key, [time_arg(touch_interval)])
+        lookup, _ = await self._on_session("session_find", key, [time_arg(touch_interval)])
         return lookup
 
     async def rotate_session(self, key: SessionKey, new_token_hash: str) -> Lookup:
-        lookup, reply = await self._on_session("rotate", key, [new_token_hash], idempotent=False)
+        lookup, reply = await self._on_session(
+            "session_rotate", key, [new_token_hash], idempotent=False
+        )
         if len(reply) == 3 and lookup.row is not None:
             await self._add_route(lookup.row, lookup.now)
         return lookup
@@ -201,7 +203,7 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         keys = self._keys.session(*owner)
         args = [self._now(), owner[0], token_hash, new_token_hash, time_arg(grace)]
         # never repeated: a rotation that applied would then look like a replay, or a reuse
-        reply = await self._script("refresh", keys, args, idempotent=False)
+        reply = await self._script("session_refresh", keys, args, idempotent=False)
         now = float(reply[0])
         if len(reply) == 2:
             self._routes.forget(token_hash)  # its session is gone, or never carried it
@@ -223,15 +225,15 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
 
     async def revoke_session(self, key: ById) -> bool:
         keys = self._keys.session(key.user_id, key.session_id)[:2]
-        return bool(await self._script("revoke", keys, [self._now(), key.user_id]) == 1)
+        return bool(await self._script("session_revoke", keys, [self._now(), key.user_id]) == 1)
 
     async def revoke_user_sessions(self, user_id: str, *, keep: str | None = None) -> int:
         args = [self._now(), self._keys.user(user_id), optional(keep)]
-        return int(await self._script("revoke_all", [self._keys.index(user_id)], args))
+        return int(await self._script("session_revoke_all", [self._keys.index(user_id)], args))
 
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         args = [self._now(), self._keys.user(user_id)]
-        now, rows = await self._script("list", [self._keys.index(user_id)], args)
+        now, rows = await self._script("session_list", [self._keys.index(user_id)], args)
         return [session_row(row) for row in rows], float(now)
 
     async def sweep_sessions(self, limit: int) -> int:
@@ -259,7 +261,7 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
 
     async def _sweep_index(self, index: str, limit: int) -> int:
         args = [self._now(), index.removesuffix("idx"), str(limit)]
-        count, token_hashes = await self._script("sweep", [index], args)
+        count, token_hashes = await self._script("session_sweep", [index], args)
         if token_hashes:
             for token_hash in token_hashes:
                 self._routes.forget(token_hash)

@@ -71,7 +71,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .records import SessionRow, StateScope, StateWrite, UserRow
+from ..records import SessionRow, StateScope, StateWrite, UserRow
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.@-]+")
 

@@ -30,35 +30,39 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import UsernamePasswordCredentialProvider
 
-from ..clock import Clock
-from ..urls import RedisOptions, StoreURL
-from .records import PoolStats
-from .redis_keys import KeyLayout, time_arg
-from .retry import Retrier
+from ...clock import Clock
+from ...urls import RedisOptions, StoreURL
+from ..records import PoolStats
+from ..retry import Retrier
+from .keys import KeyLayout, time_arg
 
 T = TypeVar("T")
 
-# One Lua file per atomic operation, each run with lua/prelude.lua in front of it (but the
-# lean ones), and the ledger's with lua/prelude_ledger.lua after that.
-LEDGER_SCRIPTS = (
-    *("spend", "refund", "capture", "release", "budget_get", "budget_set", "user_budget"),
-    *("ledger_list", "ledger_verify", "holds_sweep"),
+# One Lua file per atomic operation (lua/<name>.lua), each run with lua/prelude.lua in front
+# of it (but the lean ones), and the budgets' with lua/budget_prelude.lua after that.
+BUDGET_SCRIPTS = (
+    *("budget_spend", "budget_refund", "budget_capture", "budget_release"),
+    *("budget_get", "budget_set", "user_budget", "ledger_list", "ledger_verify", "holds_sweep"),
 )
 # The job queues' scripts run with lua/job_prelude.lua after lua/prelude.lua.
 JOB_SCRIPTS = tuple(
     f"job_{op}" for op in ("submit", "claim", "heartbeat", "progress", "finish", "cancel",
                            "list", "reap", "purge", "counts")
 )  # fmt: skip
+SESSION_SCRIPTS = tuple(
+    f"session_{op}"
+    for op in ("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep")
+)
 SCRIPTS = (
-    *("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep"),
+    *SESSION_SCRIPTS,
     *("state_get", "state_list", "state_put", "state_delete"),
-    *("user_create", "user_claim", "user_list", "user_update", "gcra"),
-    *LEDGER_SCRIPTS,
+    *("user_create", "user_claim", "user_list", "user_update", "limits_gcra"),
+    *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
 )
-PRELUDES = ("prelude.lua", "prelude_ledger.lua", "job_prelude.lua")
+PRELUDES = ("prelude.lua", "budget_prelude.lua", "job_prelude.lua")
 #: Scripts that carry no prelude: run once per request, they would run all of it each time.
-LEAN_SCRIPTS = ("gcra",)
+LEAN_SCRIPTS = ("limits_gcra",)
 
 
 @cache
@@ -66,7 +70,7 @@ def script_source(name: str) -> str:
     lua = resources.files(__package__) / "lua"
     if name in LEAN_SCRIPTS:
         return (lua / f"{name}.lua").read_text("utf-8")
-    parts = PRELUDES[:2] if name in LEDGER_SCRIPTS else PRELUDES[:1]
+    parts = PRELUDES[:2] if name in BUDGET_SCRIPTS else PRELUDES[:1]
     if name in JOB_SCRIPTS:
         parts = (PRELUDES[0], PRELUDES[2])
     return "\n".join((lua / part).read_text("utf-8") for part in (*parts, f"{name}.lua"))

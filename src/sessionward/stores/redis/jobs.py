@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from ..errors import ConfigurationError
-from ..rules.jobs import check_final
-from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
-from .redis_conn import RedisConnection
-from .redis_keys import encode_id, optional
+from ...errors import ConfigurationError
+from ...rules.jobs import check_final
+from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .connection import RedisConnection
+from .keys import encode_id, optional
 
 #: The job hash's fields, in the order of every row a script returns (``JOB_FIELDS`` in
 #: lua/job_prelude.lua) and of :class:`~sessionward.stores.records.JobRow`.

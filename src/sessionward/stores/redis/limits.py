@@ -35,13 +35,13 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from ..clock import Clock
-from ..errors import StorageError, StorageUnavailable
-from ..urls import StoreURL
-from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
-from .redis_conn import Lease, RedisConnection, pack_command
-from .redis_keys import optional, roles_json, user_from_json
-from .retry import Retrier
+from ...clock import Clock
+from ...errors import StorageError, StorageUnavailable
+from ...urls import StoreURL
+from ..records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
+from ..retry import Retrier
+from .connection import Lease, RedisConnection, pack_command
+from .keys import optional, roles_json, user_from_json
 
 #: Decisions per script call at most (Redis runs one in about 7 µs, and nothing else while a
 #: script runs); those queued beyond wait for the next call.
@@ -219,7 +219,7 @@ def _flags(text: str) -> tuple[bool, ...]:
 class RedisAccounts(RedisConnection):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
-        self._gcra = GcraLane(self._lease, self._scripts["gcra"], self._retry)
+        self._gcra = GcraLane(self._lease, self._scripts["limits_gcra"], self._retry)
         self._limit_keys: dict[str, str] = {}
 
     async def aclose(self) -> None:
