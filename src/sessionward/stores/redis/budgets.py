@@ -1,7 +1,7 @@
-"""The Redis store's budgets, ledgers and holds (a base of :class:`~.redis.RedisStore`).
+"""The Redis store's budgets, ledgers and holds (a base of :class:`~.store.RedisStore`).
 
-Every operation is one Lua script on one user's keys (layout in :mod:`.redis_keys`, the
-rules and formats in ``lua/prelude_ledger.lua``), so it is atomic against every other client:
+Every operation is one Lua script on one user's keys (layout in :mod:`.keys`, the
+rules and formats in ``lua/budget_prelude.lua``), so it is atomic against every other client:
 ``charge`` checks that the session is live, releases its expired holds, looks up the
 idempotency key, applies ``rules.budgets.charge_refusal`` to the session's budget and then to the
 user's cap, and writes the ledger line and the totals together, or nothing.
@@ -83,7 +83,7 @@ def outcome(owner: Owner, reply: Sequence[Any]) -> BudgetOutcome:
     )
 
 
-class RedisLedger(RedisConnection):
+class RedisBudgets(RedisConnection):
     async def _ledger(self, name: str, owner: Owner, args: list[str]) -> BudgetOutcome:
         """Run a script that moves money on the session's keys (``args`` after its base and
         member). Never repeated: it may have applied before its reply was lost (a keyed

@@ -10,9 +10,7 @@ Rate-limit decisions, one per request, take a shorter way than redis-py's comman
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
@@ -32,7 +30,6 @@ from redis.credentials import UsernamePasswordCredentialProvider
 
 from ...clock import Clock
 from ...urls import RedisOptions, StoreURL
-from ..records import PoolStats
 from ..retry import Retrier
 from .keys import KeyLayout, time_arg
 
@@ -344,51 +341,6 @@ class RedisConnection:
         self._scripts = {
             name: self._client.register_script(script_source(name)) for name in SCRIPTS
         }
-
-    def __repr__(self) -> str:
-        return f"RedisStore({self.url.redacted()!r})"
-
-    @property
-    def backend(self) -> str:
-        return "redis"
-
-    # lifecycle
-
-    async def open(self) -> None:
-        async def load() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            for script in self._scripts.values():
-                pipe.script_load(script.script)
-            loaded: list[Any] = await pipe.execute()
-            return loaded
-
-        await self._call(load)
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(Exception):  # the pool closes every connection anyway
-            await self._lease.close()
-        await self._client.aclose()  # from_pool: the client owns the pool and closes it
-
-    async def ping(self) -> float:
-        async def op() -> float:
-            started = time.perf_counter()
-            await self._client.ping()
-            return time.perf_counter() - started
-
-        return await self._call(op)
-
-    async def server_version(self) -> str:
-        info = await self._call(lambda: self._client.info("server"))
-        return str(info["redis_version"])
-
-    def pool_stats(self) -> PoolStats:
-        # redis-py has no public pool statistics; read its lists defensively.
-        in_use = len(getattr(self._pool, "_in_use_connections", ()))
-        idle = len(getattr(self._pool, "_available_connections", ()))
-        if self._lease.kept_idle and in_use:  # taken out of the pool, but no call runs on it
-            in_use, idle = in_use - 1, idle + 1
-        size = self._options.max_connections
-        return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size)
 
     # plumbing
 

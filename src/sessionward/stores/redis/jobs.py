@@ -1,6 +1,6 @@
-"""The Redis store's job queues (a base of :class:`~.redis.RedisStore`).
+"""The Redis store's job queues (a base of :class:`~.store.RedisStore`).
 
-Every job key is under the one hash tag ``{jobs}`` (layout in :mod:`.redis_keys`, the
+Every job key is under the one hash tag ``{jobs}`` (layout in :mod:`.keys`, the
 invariants in ``lua/job_prelude.lua``), so a single script sees the queues of every user and
 the global counts at once, and the layout still works on Redis Cluster. Each operation is one
 Lua script, atomic against every client of every process:
