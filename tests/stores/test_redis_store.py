@@ -61,8 +61,7 @@ from sessionward.stores.records import (
     StateWrite,
     UserChange,
 )
-from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis import connection as redis_conn
+from sessionward.stores.redis import RedisStore, connection
 from sessionward.stores.redis.connection import PRELUDES, connection_kwargs
 from sessionward.stores.redis.keys import FIELDS, KeyLayout, decode_id, encode_id
 from sessionward.testing.races import race
@@ -255,7 +254,7 @@ class RoundTrips:
         self.sent: list[list[str]] = []
         self.packets: list[bytes] = []
         original = Connection.send_packed_command
-        lean = redis_conn.write_packed
+        lean = connection.write_packed
 
         def count(command: Any) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
@@ -272,7 +271,7 @@ class RoundTrips:
             return lean(writer, packed)
 
         monkeypatch.setattr(Connection, "send_packed_command", counting)
-        monkeypatch.setattr(redis_conn, "write_packed", counting_lean)
+        monkeypatch.setattr(connection, "write_packed", counting_lean)
 
     def reset(self) -> None:
         self.sent.clear()
