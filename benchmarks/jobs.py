@@ -253,7 +253,7 @@ RAW_NOTIFY = {"redis": "raw PUBLISH to message", "postgresql": "raw NOTIFY to no
 async def _raw_redis(parsed: Any, samples: int) -> list[float]:
     from redis.asyncio import Redis
 
-    from sessionward.stores.redis_conn import connection_kwargs
+    from sessionward.stores.redis.connection import connection_kwargs
 
     kwargs = {k: v for k, v in connection_kwargs(parsed.options).items()
               if k not in ("connection_class", "retry")}  # fmt: skip

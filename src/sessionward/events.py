@@ -10,7 +10,7 @@ every process that shares the store.
 Messages are JSON objects (never pickled). The transport follows the store's URL:
 
 - ``redis://``: Redis pub/sub on one channel per deployment, ``<key_prefix>:events``, over
-  the hub's own connections (:mod:`.events_redis`);
+  the hub's own connections (:mod:`.stores.redis.events`);
 - ``postgresql://``: LISTEN/NOTIFY on one channel per schema, ``sw_events_<schema>``, with
   messages over NOTIFY's 8000-byte limit sent in chunks (:mod:`.events_postgres`);
 - ``memory://`` and ``sqlite://``: in this process only. Several processes (``serve

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from sessionward import FakeClock, RateLimited, open_ward
-from sessionward.stores.redis_keys import decode_id
+from sessionward.stores.redis.keys import decode_id
 from sessionward.urls import RedisOptions, parse_store_url
 from sessionward.ward import Ward
 from tests.conftest import REDIS_URL, url_for

@@ -421,7 +421,7 @@ def _listeners(store: str, kill: bool) -> set[str]:
 def _redis_listeners(store: str, kill: bool) -> set[str]:
     import redis
 
-    from sessionward.events_redis import listener_name
+    from sessionward.stores.redis.events import listener_name
     from sessionward.urls import RedisOptions, parse_store_url
 
     options = parse_store_url(store).options

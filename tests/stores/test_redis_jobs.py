@@ -33,8 +33,8 @@ from sessionward.stores.records import (
     NewJob,
 )
 from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis_jobs import JOB_FIELDS
-from sessionward.stores.redis_keys import encode_id
+from sessionward.stores.redis.jobs import JOB_FIELDS
+from sessionward.stores.redis.keys import encode_id
 from tests.stores.test_redis_ledger import LostReply
 from tests.stores.test_redis_store import ODD_USERS, RoundTrips, hash_tag, keys_of, prefix
 
@@ -89,7 +89,7 @@ async def test_every_job_key_shares_one_hash_tag_and_none_expires(
 
 
 def test_lua_job_fields_match_the_python_fields() -> None:
-    prelude = (resources.files("sessionward.stores") / "lua" / "job_prelude.lua").read_text()
+    prelude = (resources.files("sessionward.stores.redis") / "lua" / "job_prelude.lua").read_text()
     line = re.search(r"^local JOB_FIELDS = \{(.*)\}$", prelude, re.MULTILINE)
     assert line is not None
     assert tuple(re.findall(r"'(\w+)'", line.group(1))) == JOB_FIELDS

@@ -26,7 +26,7 @@ from sessionward.stores import create_store
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import BudgetRow, ById, ChargeRequest, LedgerProblem, UserBudgetRow
 from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis_keys import KeyLayout, encode_id
+from sessionward.stores.redis.keys import KeyLayout, encode_id
 from tests.stores.test_redis_store import (
     IDLE,
     ODD_USERS,

@@ -25,7 +25,7 @@ from sessionward import FakeClock, StorageError, StorageUnavailable
 from sessionward.stores import create_store
 from sessionward.stores.records import GcraCheck, GcraResult
 from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis_conn import pack_command
+from sessionward.stores.redis.connection import pack_command
 from sessionward.testing.races import race
 from tests.stores.test_redis_store import RoundTrips, prefix
 

@@ -45,7 +45,7 @@ from sessionward import (
     open_ward,
     parse_store_url,
 )
-from sessionward.stores import create_store, redis_conn
+from sessionward.stores import create_store
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import (
     BudgetOutcome,
@@ -61,9 +61,9 @@ from sessionward.stores.records import (
     StateWrite,
     UserChange,
 )
-from sessionward.stores.redis import RedisStore
-from sessionward.stores.redis_conn import PRELUDES, connection_kwargs
-from sessionward.stores.redis_keys import FIELDS, KeyLayout, decode_id, encode_id
+from sessionward.stores.redis import RedisStore, connection
+from sessionward.stores.redis.connection import PRELUDES, connection_kwargs
+from sessionward.stores.redis.keys import FIELDS, KeyLayout, decode_id, encode_id
 from sessionward.testing.races import race
 from sessionward.tokens import hash_token
 from sessionward.urls import RedisOptions
@@ -183,14 +183,14 @@ async def test_odd_session_ids(url: str, clock: FakeClock) -> None:
 
 
 def test_lua_fields_match_the_python_fields() -> None:
-    prelude = (resources.files("sessionward.stores") / "lua" / "prelude.lua").read_text()
+    prelude = (resources.files("sessionward.stores.redis") / "lua" / "prelude.lua").read_text()
     line = re.search(r"^local FIELDS = \{(.*)\}$", prelude, re.MULTILINE)
     assert line is not None
     assert tuple(re.findall(r"'(\w+)'", line.group(1))) == FIELDS
 
 
 def test_every_script_is_packaged() -> None:
-    lua = resources.files("sessionward.stores") / "lua"
+    lua = resources.files("sessionward.stores.redis") / "lua"
     names = {entry.name for entry in lua.iterdir()}
     store = RedisStore(parse_store_url("redis://127.0.0.1:1/0"))
     assert {f"{name}.lua" for name in store._scripts} | set(PRELUDES) == names
@@ -254,7 +254,7 @@ class RoundTrips:
         self.sent: list[list[str]] = []
         self.packets: list[bytes] = []
         original = Connection.send_packed_command
-        lean = redis_conn.write_packed
+        lean = connection.write_packed
 
         def count(command: Any) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
@@ -271,7 +271,7 @@ class RoundTrips:
             return lean(writer, packed)
 
         monkeypatch.setattr(Connection, "send_packed_command", counting)
-        monkeypatch.setattr(redis_conn, "write_packed", counting_lean)
+        monkeypatch.setattr(connection, "write_packed", counting_lean)
 
     def reset(self) -> None:
         self.sent.clear()

@@ -32,7 +32,7 @@ _BACKENDS: dict[str, BackendEntry] = {
     "sqlite": BackendEntry("sessionward.stores.sqlite:SqliteStore"),
     "redis": BackendEntry(
         "sessionward.stores.redis:RedisStore",
-        events="sessionward.events_redis:RedisTransport",
+        events="sessionward.stores.redis.events:RedisTransport",
         extra="redis",
     ),
     "postgresql": BackendEntry(

@@ -1,4 +1,4 @@
--- Release a hold without charging (base.py: LedgerStore.release). An expired hold is unknown.
+-- Release a hold without charging (protocols.py: BudgetStore.release). An expired hold is unknown.
 -- KEYS: budget, session, ledger, holds, idempotency keys, budget index, cap.
 -- ARGV: now, user base, member, hold id.
 -- Returns {status, entry, budget, user, hold id}: 'released' or 'unknown'.

@@ -1,3 +1,5 @@
+-- Mirrors sessionward.rules.jobs.reap (the conformance suite's reaper cases keep the two in
+-- step).
 -- Jobs whose lease expired (lease_expires_at <= now: their worker died), up to `limit` of
 -- them by seq: a cancelling one becomes cancelled; a running one interrupted while attempts
 -- remain (back in its place in its user's queue), else failed. Frees their slots. Only

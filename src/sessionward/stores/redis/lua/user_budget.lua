@@ -2,7 +2,7 @@
 -- lift a limit unnoticed); spent and held are the sums over the user's session budgets,
 -- taken here. A cap below them is refused and nothing changes.
 -- KEYS: budget index, cap.  ARGV: user base, '' (read), '-' (remove) or '+' .. limit (set).
--- Returns {cap, spent high, spent low, held high, held low} (prelude_ledger.lua: limbs), or
+-- Returns {cap, spent high, spent low, held high, held low} (budget_prelude.lua: limbs), or
 -- nil without a cap (or when refused).
 if ARGV[2] == '-' then
   redis.call('DEL', KEYS[2])

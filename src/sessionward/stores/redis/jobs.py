@@ -1,6 +1,6 @@
-"""The Redis store's job queues (a base of :class:`~.redis.RedisStore`).
+"""The Redis store's job queues (a base of :class:`~.store.RedisStore`).
 
-Every job key is under the one hash tag ``{jobs}`` (layout in :mod:`.redis_keys`, the
+Every job key is under the one hash tag ``{jobs}`` (layout in :mod:`.keys`, the
 invariants in ``lua/job_prelude.lua``), so a single script sees the queues of every user and
 the global counts at once, and the layout still works on Redis Cluster. Each operation is one
 Lua script, atomic against every client of every process:
@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from ..errors import ConfigurationError
-from ..rules.jobs import check_final
-from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
-from .redis_conn import RedisConnection
-from .redis_keys import encode_id, optional
+from ...errors import ConfigurationError
+from ...rules.jobs import check_final
+from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .connection import RedisConnection
+from .keys import encode_id, optional
 
 #: The job hash's fields, in the order of every row a script returns (``JOB_FIELDS`` in
 #: lua/job_prelude.lua) and of :class:`~sessionward.stores.records.JobRow`.

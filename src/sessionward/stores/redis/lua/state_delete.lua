@@ -1,4 +1,5 @@
 -- Delete a document under compare-and-set; a session's documents only while it is live.
+-- The compare-and-set mirrors sessionward.rules.state.version_matches (prelude.lua).
 -- KEYS: documents[, session].  ARGV: now, user_id, name, expected version ('' = any).
 -- Returns {applied, current version (-1: absent or deleted), owner live}.
 local d, v = 'd:' .. ARGV[3], 'v:' .. ARGV[3]

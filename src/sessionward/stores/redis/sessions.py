@@ -1,7 +1,7 @@
-"""Redis store: one Lua script per atomic step, native TTLs, one hash tag per user.
+"""The Redis store's sessions (a base of :class:`~.store.RedisStore`).
 
-Every decision runs inside one script on one user's keys (layout in :mod:`.redis_keys`), so
-it is atomic against every other client. Validating a token is one round trip once its route
+Every session step runs inside one script on one user's keys (layout in :mod:`.keys`), so it
+is atomic against every other client. Validating a token is one round trip once its route
 (token hash to user and session) is in the in-process cache: the route never changes, and the
 session script checks that the session still carries that token hash.
 
@@ -13,10 +13,6 @@ to delete; on an injected clock it deletes what that clock calls dead, as SQL st
 
 A rotation keeps the old hash's route and adds it to the session's spent set, so that a
 refresh presenting it is still led to the session and can tell a replay from a reuse.
-
-Connection, pool and retries are in :mod:`.redis_conn`; users and limits in
-:mod:`.redis_accounts`; budgets, ledgers and holds in :mod:`.redis_ledger`; job queues in
-:mod:`.redis_jobs`.
 """
 
 from __future__ import annotations
@@ -25,15 +21,11 @@ import math
 import time
 from typing import Any
 
-# Imported here too, so that a missing driver fails in this very module (create_store turns
-# that into an install hint) even when the modules below are already loaded.
-import redis  # noqa: F401
-
-from ..clock import Clock
-from ..errors import ConfigurationError
-from ..rules.sessions import touch_due
-from ..urls import StoreURL
-from .records import (
+from ...clock import Clock
+from ...errors import ConfigurationError
+from ...rules.sessions import touch_due
+from ...urls import StoreURL
+from ..records import (
     ById,
     ByToken,
     Created,
@@ -42,13 +34,9 @@ from .records import (
     Refreshed,
     SessionKey,
     SessionRow,
-    StateRow,
-    StateScope,
-    StateWrite,
 )
-from .redis_accounts import RedisAccounts
-from .redis_jobs import RedisJobs
-from .redis_keys import (
+from .connection import RedisConnection
+from .keys import (
     Owner,
     RouteCache,
     encode_id,
@@ -57,12 +45,9 @@ from .redis_keys import (
     route_value,
     row_from_json,
     session_row,
-    state_write,
     time_arg,
     ttl_ms,
-    version_arg,
 )
-from .redis_ledger import RedisLedger
 
 # A route is written before its session exists, when the session's expiry is not yet known.
 _ROUTE_SLACK = 60.0
@@ -70,14 +55,10 @@ _ROUTE_SLACK = 60.0
 _SWEEP_PAGES, _SWEEP_PAGE = 1000, 1000
 
 
-class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
+class RedisSessions(RedisConnection):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
         self._routes = RouteCache(self._options.route_cache_size)
-
-    async def aclose(self) -> None:
-        self._routes = RouteCache(self._options.route_cache_size)
-        await super().aclose()
 
     # plumbing
 
@@ -146,7 +127,7 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         wrote = await self._call(lambda: self._client.set(route, value, px=ttl, nx=True))
         keys = self._keys.session(new.user_id, new.session_id)
         args = self._create_args(new, max_sessions, evict_oldest)
-        reply = await self._script("create", [keys[0], keys[2]], args)
+        reply = await self._script("session_create", [keys[0], keys[2]], args)
         if reply[1] in ("refused", "collision"):
             if wrote:
                 await self._call(lambda: self._client.delete(route))
@@ -183,11 +164,13 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         now = self._clock.now() if self._clock else _inside(row.idle_expires_at)
         if not touch_due(row, now, touch_interval):
             return Lookup(row, now)
-        lookup, _ = await self._on_session("find", key, [time_arg(touch_interval)])
+        lookup, _ = await self._on_session("session_find", key, [time_arg(touch_interval)])
         return lookup
 
     async def rotate_session(self, key: SessionKey, new_token_hash: str) -> Lookup:
-        lookup, reply = await self._on_session("rotate", key, [new_token_hash], idempotent=False)
+        lookup, reply = await self._on_session(
+            "session_rotate", key, [new_token_hash], idempotent=False
+        )
         if len(reply) == 3 and lookup.row is not None:
             await self._add_route(lookup.row, lookup.now)
         return lookup
@@ -201,7 +184,7 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
         keys = self._keys.session(*owner)
         args = [self._now(), owner[0], token_hash, new_token_hash, time_arg(grace)]
         # never repeated: a rotation that applied would then look like a replay, or a reuse
-        reply = await self._script("refresh", keys, args, idempotent=False)
+        reply = await self._script("session_refresh", keys, args, idempotent=False)
         now = float(reply[0])
         if len(reply) == 2:
             self._routes.forget(token_hash)  # its session is gone, or never carried it
@@ -223,15 +206,15 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
 
     async def revoke_session(self, key: ById) -> bool:
         keys = self._keys.session(key.user_id, key.session_id)[:2]
-        return bool(await self._script("revoke", keys, [self._now(), key.user_id]) == 1)
+        return bool(await self._script("session_revoke", keys, [self._now(), key.user_id]) == 1)
 
     async def revoke_user_sessions(self, user_id: str, *, keep: str | None = None) -> int:
         args = [self._now(), self._keys.user(user_id), optional(keep)]
-        return int(await self._script("revoke_all", [self._keys.index(user_id)], args))
+        return int(await self._script("session_revoke_all", [self._keys.index(user_id)], args))
 
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         args = [self._now(), self._keys.user(user_id)]
-        now, rows = await self._script("list", [self._keys.index(user_id)], args)
+        now, rows = await self._script("session_list", [self._keys.index(user_id)], args)
         return [session_row(row) for row in rows], float(now)
 
     async def sweep_sessions(self, limit: int) -> int:
@@ -259,42 +242,12 @@ class RedisStore(RedisAccounts, RedisLedger, RedisJobs):
 
     async def _sweep_index(self, index: str, limit: int) -> int:
         args = [self._now(), index.removesuffix("idx"), str(limit)]
-        count, token_hashes = await self._script("sweep", [index], args)
+        count, token_hashes = await self._script("session_sweep", [index], args)
         if token_hashes:
             for token_hash in token_hashes:
                 self._routes.forget(token_hash)
             await self._delete_each([self._keys.route(h) for h in token_hashes])
         return int(count)
-
-    # state
-
-    async def get_state(self, scope: StateScope, name: str) -> StateRow | None:
-        args = [self._now(), scope.user_id, name]
-        reply = await self._script("state_get", self._keys.documents(scope), args)
-        if reply is None or reply[0] is None:
-            return None
-        return StateRow(reply[0], int(reply[1]))
-
-    async def put_state(
-        self, scope: StateScope, name: str, data: str, *, expected_version: int | None
-    ) -> StateWrite:
-        args = [self._now(), scope.user_id, name, data, version_arg(expected_version)]
-        keys = self._keys.documents(scope)
-        reply = await self._script("state_put", keys, args, idempotent=False)
-        return state_write(reply)
-
-    async def delete_state(
-        self, scope: StateScope, name: str, *, expected_version: int | None
-    ) -> StateWrite:
-        args = [self._now(), scope.user_id, name, version_arg(expected_version)]
-        keys = self._keys.documents(scope)
-        # an unconditional delete may be repeated; a compare-and-delete may not
-        reply = await self._script("state_delete", keys, args, idempotent=expected_version is None)
-        return state_write(reply)
-
-    async def list_state(self, scope: StateScope) -> list[str]:
-        args = [self._now(), scope.user_id]
-        return sorted(await self._script("state_list", self._keys.documents(scope), args))
 
 
 def _inside(idle_expires_at: float) -> float:

@@ -1,5 +1,5 @@
 -- Refund a charge of the session, once: a negative entry of the same amount with refund_of
--- (base.py: LedgerStore.refund). Expired holds are released first, as by every operation.
+-- (protocols.py: BudgetStore.refund). Expired holds are released first, as by every operation.
 -- KEYS: budget, session, ledger, holds, idempotency keys, budget index, cap.
 -- ARGV: now, user base, member, charge id, refund id.
 -- Returns {status, entry, budget, user, hold id}: 'refunded' with the refund, 'already' with

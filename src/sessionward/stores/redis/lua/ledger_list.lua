@@ -1,7 +1,7 @@
 -- A page of a session's ledger, oldest first, after the entry `after` (none if that entry is
 -- not in this ledger).
 -- KEYS: budget, ledger.  ARGV: after ('' for the start, else '+' .. entry id), count (>= 1).
--- Returns {entry, ...} (prelude_ledger.lua: entry_reply).
+-- Returns {entry, ...} (budget_prelude.lua: entry_reply).
 local start = '-'
 if ARGV[1] ~= '' then
   local sid = redis.call('HGET', KEYS[1], 'e:' .. string.sub(ARGV[1], 2))

@@ -1,5 +1,7 @@
--- Prepended, after prelude.lua, to the ledger scripts (redis_ledger.py; key layout in
--- redis_keys.py). The rules are base.py's LedgerStore and memory_ledger.py's.
+-- Prepended, after prelude.lua, to the budget scripts (budgets.py; key layout in keys.py).
+-- The contract is sessionward.stores.protocols.BudgetStore. `refusal` mirrors
+-- sessionward.rules.budgets.charge_refusal (tests/stores/test_redis_rule_mirrors.py keeps
+-- the two in step).
 --
 -- Amounts are integers of at most 2^53 in magnitude, exact in Lua's doubles. They travel and
 -- are stored as decimal strings and are formatted with int() ('%.0f'), never with tostring()
@@ -135,7 +137,8 @@ local function user_totals(u, bud)
   return sp, hd
 end
 
--- base.charge_refusal: amount > limit - spent - held, for the session, then for the user.
+-- Mirrors sessionward.rules.budgets.charge_refusal: amount > limit - spent - held, for the
+-- session, then for the user.
 local function refusal(bud, u, amount)
   if amount > bud.lim - bud.sp - bud.hd then
     return 'exceeded'

@@ -1,4 +1,4 @@
--- Prepended to every script of the Redis store (see redis_keys.py for the key layout).
+-- Prepended to every script of the Redis store (see keys.py for the key layout).
 --
 -- Times are float seconds since the epoch. They travel as strings with 17 significant
 -- digits, because a Lua number returned to Redis is truncated to an integer, and a stored
@@ -19,7 +19,7 @@ end
 
 -- A session is one string key holding a JSON object, so that validate can read it with a
 -- plain GET (no script). Its fields, in the order of every row a script returns as an array
--- (redis_keys.FIELDS): session_id, user_id, token_hash, created_at, last_seen_at,
+-- (keys.FIELDS): session_id, user_id, token_hash, created_at, last_seen_at,
 -- idle_timeout, idle_expires_at, expires_at, revoked_at, ip, user_agent, metadata,
 -- generation, the creation number that orders sessions created within one clock tick,
 -- prev_token_hash and rotated_at (absent until the first rotation).
@@ -148,6 +148,8 @@ local function owner_live(now_arg, user_id)
   return s ~= nil and s.uid == user_id and not s.ra and clock(now_arg) < tonumber(s.ie)
 end
 
+-- Mirrors sessionward.rules.state.version_matches (tests/stores/test_redis_rule_mirrors.py
+-- keeps the two in step).
 -- expected: '' accepts any version, '0' only an absent document, 'n' only version n.
 local function version_matches(current, expected)
   if expected == '' then

@@ -1,13 +1,16 @@
--- Charge, or (hold = '1') reserve, in one atomic step (base.py: LedgerStore.charge and
+-- Charge, or (hold = '1') reserve, in one atomic step (protocols.py: BudgetStore.charge and
 -- reserve): the session must be live; its budget is created on first use and its expired
 -- holds released; the same idempotency key again answers with its first charge ('replayed',
--- or 'mismatch' for another amount); charge_refusal decides, for the session, then for the
--- user; then the ledger line (or the hold) and the totals are written together.
+-- or 'mismatch' for another amount); `refusal` (budget_prelude.lua) decides, for the
+-- session, then for the user; then the ledger line (or the hold) and the totals are written
+-- together.
+-- Mirrors sessionward.rules.budgets.charge_refusal (through `refusal`;
+-- tests/stores/test_redis_rule_mirrors.py keeps the two in step).
 -- KEYS: budget, session, ledger, holds, idempotency keys, budget index, cap.
 -- ARGV: now, user base, member, user_id, amount, entry (or hold) id, idempotency key ('' for
 --       none, else '+' .. key), description, default limit, currency, hold ('1' or '0'),
 --       hold_ttl.
--- Returns {status, entry, budget, user, hold id} (prelude_ledger.lua: outcome).
+-- Returns {status, entry, budget, user, hold id} (budget_prelude.lua: outcome).
 local now = clock(ARGV[1])
 local s = load(KEYS[2])
 if not (s and s.uid == ARGV[4] and is_live(s, now)) then

@@ -1,4 +1,5 @@
--- Change a user under compare-and-set on its password hash (memory_accounts.apply_change).
+-- Change a user under compare-and-set on its password hash (mirrors
+-- sessionward.rules.users.apply_change).
 -- KEYS: record, unclaimed mark.
 -- ARGV: now, expected password hash, new password hash, roles as JSON ('' for none, else
 --       '+' .. value, each), disabled ('' unchanged, '1' or '0').

@@ -1,8 +1,10 @@
--- Rotate by a presented token hash, with reuse detection (base.py: SessionStore.refresh_session
--- and refresh_of_spent). A hash the session carries now rotates it if it is live; a hash it
--- carried before (in its spent set) is a replay of the latest rotation if it was that
--- rotation's old hash, the rotation produced new_token_hash, it happened at most `grace`
--- seconds ago and the session is live; any other spent hash revokes the session.
+-- Rotate by a presented token hash, with reuse detection (protocols.py:
+-- SessionStore.refresh_session). A spent hash's verdict mirrors
+-- sessionward.rules.sessions.refresh_of_spent.
+-- A hash the session carries now rotates it if it is live; a hash it carried before (in its spent
+-- set) is a replay of the latest rotation if it was that rotation's old hash, the rotation produced
+-- new_token_hash, it happened at most `grace` seconds ago and the session is live; any other spent
+-- hash revokes the session.
 -- KEYS: session, session state, index, spent token hashes.
 -- ARGV: now, user_id, token_hash, new token_hash, grace.
 -- Returns {now, 'unknown'} or {now, 'rotated' | 'replayed' | 'reused' | 'dead', row}.

@@ -1,7 +1,7 @@
-"""The Redis store's budgets, ledgers and holds (a base of :class:`~.redis.RedisStore`).
+"""The Redis store's budgets, ledgers and holds (a base of :class:`~.store.RedisStore`).
 
-Every operation is one Lua script on one user's keys (layout in :mod:`.redis_keys`, the
-rules and formats in ``lua/prelude_ledger.lua``), so it is atomic against every other client:
+Every operation is one Lua script on one user's keys (layout in :mod:`.keys`, the
+rules and formats in ``lua/budget_prelude.lua``), so it is atomic against every other client:
 ``charge`` checks that the session is live, releases its expired holds, looks up the
 idempotency key, applies ``rules.budgets.charge_refusal`` to the session's budget and then to the
 user's cap, and writes the ledger line and the totals together, or nothing.
@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import Any, cast
 
-from .records import (
+from ..records import (
     BudgetOutcome,
     BudgetRow,
     BudgetStatus,
@@ -32,8 +32,8 @@ from .records import (
     LedgerProblem,
     UserBudgetRow,
 )
-from .redis_conn import RedisConnection
-from .redis_keys import Owner, encode_id, optional, time_arg
+from .connection import RedisConnection
+from .keys import Owner, encode_id, optional, time_arg
 
 # Lua's numbers are doubles: beyond this they would be rounded, so such amounts are refused.
 EXACT = 2**53
@@ -83,7 +83,7 @@ def outcome(owner: Owner, reply: Sequence[Any]) -> BudgetOutcome:
     )
 
 
-class RedisLedger(RedisConnection):
+class RedisBudgets(RedisConnection):
     async def _ledger(self, name: str, owner: Owner, args: list[str]) -> BudgetOutcome:
         """Run a script that moves money on the session's keys (``args`` after its base and
         member). Never repeated: it may have applied before its reply was lost (a keyed
@@ -131,22 +131,22 @@ class RedisLedger(RedisConnection):
         args = [r.user_id, amount_arg(r.amount), r.entry_id, optional(r.idempotency_key),
                 r.description, amount_arg(r.default_limit), r.currency, "1" if hold else "0",
                 time_arg(r.hold_ttl)]  # fmt: skip
-        return await self._ledger("spend", (r.user_id, r.session_id), args)
+        return await self._ledger("budget_spend", (r.user_id, r.session_id), args)
 
     async def refund(
         self, user_id: str, session_id: str, charge_id: str, refund_id: str
     ) -> BudgetOutcome:
-        return await self._ledger("refund", (user_id, session_id), [charge_id, refund_id])
+        return await self._ledger("budget_refund", (user_id, session_id), [charge_id, refund_id])
 
     async def capture(
         self, user_id: str, session_id: str, hold_id: str, actual: int, entry_id: str,
         description: str,
     ) -> BudgetOutcome:  # fmt: skip
         args = [hold_id, amount_arg(actual), entry_id, description]
-        return await self._ledger("capture", (user_id, session_id), args)
+        return await self._ledger("budget_capture", (user_id, session_id), args)
 
     async def release(self, user_id: str, session_id: str, hold_id: str) -> BudgetOutcome:
-        return await self._ledger("release", (user_id, session_id), [hold_id])
+        return await self._ledger("budget_release", (user_id, session_id), [hold_id])
 
     async def list_charges(
         self, user_id: str, session_id: str, *, after: str | None, limit: int

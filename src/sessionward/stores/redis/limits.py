@@ -1,27 +1,10 @@
-"""The Redis store's users and GCRA limits (a base of :class:`~.redis.RedisStore`).
+"""The Redis store's GCRA limits (a base of :class:`~.store.RedisStore`).
 
-A user's record lives in the user's slot (``P:{u:U}:user``); the username index
-(``P:{usernames}``, username_key to user id, and ``P:{usernames}:sorted`` for ordered pages)
-in another, so registration cannot be one script. It is three crash-safe steps:
-
-1. ``user_create.lua`` writes the record and an *unclaimed* mark next to it, unless the id
-   is taken (then ``None``).
-2. ``user_claim.lua`` claims the username in both index keys at once. If another user owns
-   it, registration fails and deletes its record and mark, unless that owner's record is
-   missing: such an entry is left over (a record is always written before its claim), so
-   it is taken over, compare-and-set on the stale owner.
-3. The mark is deleted.
-
-A crash after step 1 leaves a record nobody can reach: lookups by name and pages go through
-the index, ``get_user`` sees the mark and finds no claim, and the username stays free. A
-crash after step 2 leaves a claimed user with its mark: whoever meets the mark checks the
-index, finds the claim and deletes the mark. An index entry whose record is missing reads
-as absent everywhere. Users never expire.
-
-Round trips: ``get_user`` 1 (``MGET`` of record and mark), ``find_user`` 2 (index, record),
-``list_users`` 2 per page, ``update_user`` 1 (a compare-and-set script), ``create_user`` 3.
-A GCRA decision is one script over all its keys, or less than one: concurrent decisions share
-a call (:class:`GcraLane`); ``reset_limits`` is one pipeline.
+A GCRA decision is one script (``lua/limits_gcra.lua``, which restates
+``rules.limits.gcra_candidate``) over all its keys, or less than one: concurrent decisions
+share a call (:class:`GcraLane`), sent through the connection the store's
+:class:`~.connection.Lease` keeps; ``reset_limits`` is one pipeline. Every limiter key expires
+at its TAT, after which it means nothing, so there is nothing to sweep.
 """
 
 from __future__ import annotations
@@ -35,13 +18,12 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from ..clock import Clock
-from ..errors import StorageError, StorageUnavailable
-from ..urls import StoreURL
-from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
-from .redis_conn import Lease, RedisConnection, pack_command
-from .redis_keys import optional, roles_json, user_from_json
-from .retry import Retrier
+from ...clock import Clock
+from ...errors import StorageError, StorageUnavailable
+from ...urls import StoreURL
+from ..records import GcraCheck, GcraResult
+from ..retry import Retrier
+from .connection import Lease, RedisConnection, pack_command
 
 #: Decisions per script call at most (Redis runs one in about 7 µs, and nothing else while a
 #: script runs); those queued beyond wait for the next call.
@@ -57,13 +39,13 @@ class _Queued:
 
 
 class GcraLane:
-    """The GCRA decisions of one store, sent through its :class:`~.redis_conn.Lease`, with
+    """The GCRA decisions of one store, sent through its :class:`~.connection.Lease`, with
     the decisions of concurrent callers coalesced into one script call.
 
     A decision made while no call is in flight is sent at once, from the caller's own task:
     nothing waits for company. Decisions made while a call is in flight queue, and go together
     in the next call, in arrival order, as soon as it returns (after the callers it answered
-    have run on, so that their next decisions join too). lua/gcra.lua decides them one after
+    have run on, so that their next decisions join too). lua/limits_gcra.lua decides them one after
     another, each atomic and all or none as a call of its own, and answers each on its own; a
     decision that fails there fails alone. One call is in flight at a time.
 
@@ -83,7 +65,7 @@ class GcraLane:
 
     async def decide(self, keys: list[str], spec: str, *, idempotent: bool) -> tuple[str, str]:
         """The server's time (or '' if the decision brought its own) and the decision's answer
-        (see lua/gcra.lua)."""
+        (see lua/limits_gcra.lua)."""
         if self._busy:
             future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
             self._queue.append(_Queued(keys, spec, idempotent, future))
@@ -191,7 +173,7 @@ _CHECK_ARGS: dict[tuple[float, float, float], str] = {}
 
 
 def _check_args(check: GcraCheck) -> str:
-    """A check's numbers for lua/gcra.lua (exact: ``repr`` round-trips a float); a policy's
+    """A check's numbers for lua/limits_gcra.lua (exact: ``repr`` round-trips a float); a policy's
     are the same at every call, so they are formatted once."""
     numbers = (check.period, check.capacity, check.cost)
     text = _CHECK_ARGS.get(numbers)
@@ -216,126 +198,11 @@ def _flags(text: str) -> tuple[bool, ...]:
     return flags
 
 
-class RedisAccounts(RedisConnection):
+class RedisLimits(RedisConnection):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
-        self._gcra = GcraLane(self._lease, self._scripts["gcra"], self._retry)
+        self._gcra = GcraLane(self._lease, self._scripts["limits_gcra"], self._retry)
         self._limit_keys: dict[str, str] = {}
-
-    async def aclose(self) -> None:
-        await self._gcra.close()
-        await super().aclose()
-
-    # users
-
-    async def create_user(self, new: NewUserRow) -> UserRow | None:
-        record = self._keys.account(new.user_id)
-        args = [self._now(), new.user_id, new.username, new.username_key, new.password_hash]
-        args.append(roles_json(new.roles))
-        # not repeated: a second attempt would find the first's record and report "taken"
-        reply = await self._script("user_create", record, args, idempotent=False)
-        if len(reply) == 1:
-            return None  # the id is taken
-        if not await self._claim(new.username_key, new.user_id):
-            await self._call(lambda: self._client.delete(*record))
-            return None
-        with contextlib.suppress(StorageError):
-            # The user exists once the claim landed; a mark left behind is healed by readers.
-            await self._call(lambda: self._client.delete(record[1]))
-        return user_from_json(reply[1])
-
-    async def _claim(self, username_key: str, user_id: str) -> bool:
-        owner = await self._claim_as(username_key, user_id, stale="")
-        if owner != user_id:
-            found = await self._call(lambda: self._client.exists(self._keys.account(owner)[0]))
-            if not found:
-                owner = await self._claim_as(username_key, user_id, stale=owner)
-        return owner == user_id
-
-    async def _claim_as(self, username_key: str, user_id: str, *, stale: str) -> str:
-        # repeatable: a claim that landed answers its own repetition with the same owner
-        args = [username_key, user_id, stale]
-        return str(await self._script("user_claim", self._keys.usernames(), args))
-
-    async def _claimed(self, row: UserRow) -> bool:
-        """Whether an unclaimed-marked user's claim landed after all; if so, drop the mark."""
-        if await self._owner(row.username_key) != row.user_id:
-            return False
-        await self._call(lambda: self._client.delete(self._keys.account(row.user_id)[1]))
-        return True
-
-    async def get_user(self, user_id: str) -> UserRow | None:
-        keys = self._keys.account(user_id)
-        raw, unclaimed = await self._call(lambda: self._client.mget(keys))
-        if raw is None:
-            return None
-        row = user_from_json(raw)
-        if unclaimed is not None and not await self._claimed(row):
-            return None
-        return row
-
-    async def find_user(self, username_key: str) -> UserRow | None:
-        owner = await self._owner(username_key)
-        if owner is None:
-            return None
-        raw = await self._call(lambda: self._client.get(self._keys.account(owner)[0]))
-        return _indexed(None if raw is None else str(raw), username_key, owner)
-
-    async def _owner(self, username_key: str) -> str | None:
-        index = self._keys.usernames()[0]
-        owner = await self._call(lambda: self._client.hget(index, username_key))
-        return None if owner is None else str(owner)  # str already: decode_responses
-
-    async def list_users(self, *, after: str | None, limit: int) -> list[UserRow]:
-        rows: list[UserRow] = []
-        while len(rows) < limit:  # entries without a record are skipped: read on
-            want = limit - len(rows)
-            args = [optional(after), str(want)]
-            flat = await self._script("user_list", self._keys.usernames(), args)
-            page = list(zip(flat[::2], flat[1::2], strict=True))
-            rows += await self._records(page)
-            if len(page) < want:
-                break
-            after = page[-1][0]
-        return rows
-
-    async def _records(self, page: list[tuple[str, str | None]]) -> list[UserRow]:
-        """The users of a page of the index (one pipeline: records are in many slots)."""
-        owned = [(key, owner) for key, owner in page if owner is not None]
-        if not owned:
-            return []
-
-        async def op() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            for _, owner in owned:
-                pipe.get(self._keys.account(owner)[0])
-            replies: list[Any] = await pipe.execute()
-            return replies
-
-        raws = await self._call(op)
-        found = (_indexed(raw, *entry) for entry, raw in zip(owned, raws, strict=True))
-        return [row for row in found if row is not None]
-
-    async def update_user(self, user_id: str, change: UserChange) -> UserRow | None:
-        reply = await self._update(user_id, change)
-        if reply[1] == "unclaimed":
-            if not await self._claimed(user_from_json(reply[2])):
-                return None
-            reply = await self._update(user_id, change)
-        return user_from_json(reply[2]) if reply[1] == "updated" else None
-
-    async def _update(self, user_id: str, change: UserChange) -> list[Any]:
-        roles = None if change.roles is None else roles_json(change.roles)
-        disabled = "" if change.disabled is None else str(int(change.disabled))
-        args = [self._now(), optional(change.expected_hash)]
-        args += [optional(change.password_hash or None), optional(roles), disabled]
-        # a compare-and-set on the hash may not be repeated: it would conflict with itself
-        retry = change.expected_hash is None
-        keys = self._keys.account(user_id)
-        reply: list[Any] = await self._script("user_update", keys, args, idempotent=retry)
-        return reply
-
-    # limits
 
     async def gcra(self, checks: Sequence[GcraCheck], *, apply: bool = True) -> GcraResult:
         # One script call (shared with concurrent decisions), all or none. Each limiter key is
@@ -377,11 +244,3 @@ class RedisAccounts(RedisConnection):
 
     async def sweep_limits(self, limit: int) -> int:
         return 0  # every limiter key expires at its TAT, after which it means nothing
-
-
-def _indexed(raw: str | None, username_key: str, owner: str) -> UserRow | None:
-    """The record an index entry names, if it is there and is that entry's user."""
-    if raw is None:
-        return None
-    row = user_from_json(raw)
-    return row if (row.user_id, row.username_key) == (owner, username_key) else None

@@ -1,5 +1,5 @@
--- Charge what a hold's work cost (at most the hold) and release the hold (base.py:
--- LedgerStore.capture); a capture of 0 writes no entry. An expired hold is unknown.
+-- Charge what a hold's work cost (at most the hold) and release the hold (protocols.py:
+-- BudgetStore.capture); a capture of 0 writes no entry. An expired hold is unknown.
 -- KEYS: budget, session, ledger, holds, idempotency keys, budget index, cap.
 -- ARGV: now, user base, member, hold id, actual, entry id, description.
 -- Returns {status, entry, budget, user, hold id}: 'captured', 'too_much' or 'unknown'.

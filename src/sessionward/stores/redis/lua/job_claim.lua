@@ -1,4 +1,6 @@
--- Start up to `want` waiting jobs by base.fair_order, counting every running or cancelling
+-- Mirrors sessionward.rules.jobs.fair_order (the conformance suite's claim-order cases keep
+-- the two in step).
+-- Start up to `want` waiting jobs by that order, counting every running or cancelling
 -- job in the store against the limits: while slots are free, the next job is the head of
 -- the queue of the user with the fewest running jobs; among those, the user served longest
 -- ago (latest started_at of the user's stored jobs; never: first; picked in this claim:

@@ -10,9 +10,7 @@ Rate-limit decisions, one per request, take a shorter way than redis-py's comman
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
@@ -30,35 +28,38 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import UsernamePasswordCredentialProvider
 
-from ..clock import Clock
-from ..urls import RedisOptions, StoreURL
-from .records import PoolStats
-from .redis_keys import KeyLayout, time_arg
-from .retry import Retrier
+from ...clock import Clock
+from ...urls import RedisOptions, StoreURL
+from ..retry import Retrier
+from .keys import KeyLayout, time_arg
 
 T = TypeVar("T")
 
-# One Lua file per atomic operation, each run with lua/prelude.lua in front of it (but the
-# lean ones), and the ledger's with lua/prelude_ledger.lua after that.
-LEDGER_SCRIPTS = (
-    *("spend", "refund", "capture", "release", "budget_get", "budget_set", "user_budget"),
-    *("ledger_list", "ledger_verify", "holds_sweep"),
+# One Lua file per atomic operation (lua/<name>.lua), each run with lua/prelude.lua in front
+# of it (but the lean ones), and the budgets' with lua/budget_prelude.lua after that.
+BUDGET_SCRIPTS = (
+    *("budget_spend", "budget_refund", "budget_capture", "budget_release"),
+    *("budget_get", "budget_set", "user_budget", "ledger_list", "ledger_verify", "holds_sweep"),
 )
 # The job queues' scripts run with lua/job_prelude.lua after lua/prelude.lua.
 JOB_SCRIPTS = tuple(
     f"job_{op}" for op in ("submit", "claim", "heartbeat", "progress", "finish", "cancel",
                            "list", "reap", "purge", "counts")
 )  # fmt: skip
+SESSION_SCRIPTS = tuple(
+    f"session_{op}"
+    for op in ("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep")
+)
 SCRIPTS = (
-    *("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep"),
+    *SESSION_SCRIPTS,
     *("state_get", "state_list", "state_put", "state_delete"),
-    *("user_create", "user_claim", "user_list", "user_update", "gcra"),
-    *LEDGER_SCRIPTS,
+    *("user_create", "user_claim", "user_list", "user_update", "limits_gcra"),
+    *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
 )
-PRELUDES = ("prelude.lua", "prelude_ledger.lua", "job_prelude.lua")
+PRELUDES = ("prelude.lua", "budget_prelude.lua", "job_prelude.lua")
 #: Scripts that carry no prelude: run once per request, they would run all of it each time.
-LEAN_SCRIPTS = ("gcra",)
+LEAN_SCRIPTS = ("limits_gcra",)
 
 
 @cache
@@ -66,7 +67,7 @@ def script_source(name: str) -> str:
     lua = resources.files(__package__) / "lua"
     if name in LEAN_SCRIPTS:
         return (lua / f"{name}.lua").read_text("utf-8")
-    parts = PRELUDES[:2] if name in LEDGER_SCRIPTS else PRELUDES[:1]
+    parts = PRELUDES[:2] if name in BUDGET_SCRIPTS else PRELUDES[:1]
     if name in JOB_SCRIPTS:
         parts = (PRELUDES[0], PRELUDES[2])
     return "\n".join((lua / part).read_text("utf-8") for part in (*parts, f"{name}.lua"))
@@ -340,51 +341,6 @@ class RedisConnection:
         self._scripts = {
             name: self._client.register_script(script_source(name)) for name in SCRIPTS
         }
-
-    def __repr__(self) -> str:
-        return f"RedisStore({self.url.redacted()!r})"
-
-    @property
-    def backend(self) -> str:
-        return "redis"
-
-    # lifecycle
-
-    async def open(self) -> None:
-        async def load() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            for script in self._scripts.values():
-                pipe.script_load(script.script)
-            loaded: list[Any] = await pipe.execute()
-            return loaded
-
-        await self._call(load)
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(Exception):  # the pool closes every connection anyway
-            await self._lease.close()
-        await self._client.aclose()  # from_pool: the client owns the pool and closes it
-
-    async def ping(self) -> float:
-        async def op() -> float:
-            started = time.perf_counter()
-            await self._client.ping()
-            return time.perf_counter() - started
-
-        return await self._call(op)
-
-    async def server_version(self) -> str:
-        info = await self._call(lambda: self._client.info("server"))
-        return str(info["redis_version"])
-
-    def pool_stats(self) -> PoolStats:
-        # redis-py has no public pool statistics; read its lists defensively.
-        in_use = len(getattr(self._pool, "_in_use_connections", ()))
-        idle = len(getattr(self._pool, "_available_connections", ()))
-        if self._lease.kept_idle and in_use:  # taken out of the pool, but no call runs on it
-            in_use, idle = in_use - 1, idle + 1
-        size = self._options.max_connections
-        return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size)
 
     # plumbing
 

@@ -1,11 +1,12 @@
--- GCRA decisions (base.py: gcra_candidate: a negative cost, a refund, is always allowed; a
--- cost of 0 is judged like any other, so that a zero capacity makes a lock). One call decides
--- one or more *decisions*, one after another in ARGV order: the store sends concurrent
--- callers' decisions together (redis_accounts.py). Each decision is what one call used to be:
--- its checks are judged against their keys' TATs and, if every one allows and it applies,
--- every candidate TAT is stored. A later decision sees what an earlier one stored. A decision
--- that fails (a key of another type: its read fails, before it writes) is answered with its
--- error and leaves the others be: every command runs through redis.pcall.
+-- GCRA decisions. Mirrors sessionward.rules.limits.gcra_candidate
+-- (tests/stores/test_redis_rule_mirrors.py keeps the two in step): a negative cost, a refund, is
+-- always allowed; a cost of 0 is judged like any other, so that a zero capacity makes a lock. One
+-- call decides one or more *decisions*, one after another in ARGV order: the store sends concurrent
+-- callers' decisions together (limits.py: GcraLane). Each decision is what one call used to be: its
+-- checks are judged against their keys' TATs and, if every one allows and it applies, every
+-- candidate TAT is stored. A later decision sees what an earlier one stored. A decision that fails
+-- (a key of another type: its read fails, before it writes) is answered with its error and leaves
+-- the others be: every command runs through redis.pcall.
 --
 -- A key holds its TAT as a string with full precision (%.17g) and expires at that TAT; a TAT
 -- not ahead of now is the same as no key, so it is deleted rather than stored. The TTL is

@@ -14,7 +14,7 @@
     P:rl:K          STRING  GCRA limiter K's TAT (``%.17g``); expires at that TAT
     P:{u:U}:b:S     HASH    session S's budget: ``lim``, ``sp``, ``hd``, ``cur``; ``e:<entry>``
                     the entry's stream id, ``r:<charge>`` its refund, ``h:<hold>`` the amount
-    P:{u:U}:l:S     STREAM  S's ledger, oldest first (lua/prelude_ledger.lua)
+    P:{u:U}:l:S     STREAM  S's ledger, oldest first (lua/budget_prelude.lua)
     P:{u:U}:h:S     ZSET    S's hold ids by expires_at
     P:{u:U}:ik:S    HASH    S's idempotency keys: key to entry id
     P:{u:U}:bidx    SET     U's members with a budget: the user's sums run over it
@@ -41,7 +41,7 @@ route outlives the rotation that spends its hash (it expires at the session's
 set says whether the session really carried it. The two username keys share the tag
 ``{usernames}``, so a claim adds to both at once. A user's record is in the user's slot, so
 registration is three crash-safe steps: the record with its unclaimed mark, the claim, then
-the mark's deletion (see :mod:`.redis_accounts`). Limiter keys are in a slot each.
+the mark's deletion (see :mod:`.users`). Limiter keys are in a slot each.
 
 Every job key shares the one hash tag ``{jobs}``: a claim decides the per-user and overall
 slot limits over the queues of all users at once, so they must all be in one slot (one
@@ -71,7 +71,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .records import SessionRow, StateScope, StateWrite, UserRow
+from ..records import SessionRow, StateScope, StateWrite, UserRow
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.@-]+")
 

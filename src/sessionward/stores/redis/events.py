@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from .stores.redis_conn import connection_kwargs, is_transient
-from .stores.retry import Retrier
-from .urls import RedisOptions, StoreURL
+from ...urls import RedisOptions, StoreURL
+from ..retry import Retrier
+from .connection import connection_kwargs, is_transient
 
 PUBLISHERS = 8
 

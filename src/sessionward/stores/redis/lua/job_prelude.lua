@@ -1,5 +1,5 @@
--- Prepended, after prelude.lua, to the job scripts (redis_jobs.py; key layout in
--- redis_keys.py). The rules are base.py's JobStore and memory_jobs.py's.
+-- Prepended, after prelude.lua, to the job scripts (jobs.py; key layout in keys.py). The
+-- contract is sessionward.stores.protocols.JobStore; the rules are sessionward.rules.jobs.
 --
 -- Every job key carries the hash tag {jobs}, so all of them live in one Redis Cluster slot:
 -- a claim must see the queues of every user and the global counts in one atomic step. The
@@ -18,13 +18,13 @@
 --   succeeded, failed, cancelled    in DONE (by finished_at), until purged
 -- and every job is in its user's list (a:U, by seq) until purged, and every job that ever
 -- started in its user's started jobs (s:U, by started_at), whose top is the user's latest
--- start (base.fair_order's last_started). ZCARD(LEASES) is the number of running jobs;
+-- start (rules.jobs.fair_order's last_started). ZCARD(LEASES) is the number of running jobs;
 -- NWAIT the number of waiting ones. Nothing here has a TTL.
 local SEQ, READY, BUSY, LEASES, DONE, NWAIT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local BASE = ARGV[2]
 
 -- A job is a HASH; these are its fields in the order of every row a script returns
--- (redis_jobs.JOB_FIELDS): job_id, user_id, kind, params, status, progress, message, result,
+-- (jobs.JOB_FIELDS): job_id, user_id, kind, params, status, progress, message, result,
 -- error, created_at, started_at, finished_at, attempts, max_attempts, worker_id,
 -- lease_expires_at, seq. A None is an absent field. The hash also holds 'um', the user's
 -- encoded id, from which its user's keys are built.
