@@ -32,11 +32,11 @@ import anyio.to_process
 import anyio.to_thread
 from pydantic import BaseModel
 
-from ..errors import InvalidArgument, SessionwardError, StorageError
+from ..errors import InvalidArgument, JobCancelled, JobError, SessionwardError, StorageError
 from ..stores.records import JobLimits, JobRow, JobStatus
 from ..validation import encode_json
 from .context import JobContext, ThreadJobContext, UserState
-from .kinds import JobCancelled, JobError, JobKind
+from .kinds import JobKind
 from .manager import WORK_CHANNEL
 
 if TYPE_CHECKING:
