@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from sessionward.jobs.kinds import JobKind
     from sessionward.jobs.manager import Job, Jobs
     from sessionward.limits.limiter import FailMode, RateLimiter
-    from sessionward.limits.policy import Decision, Policy
+    from sessionward.limits.policy import Decision
+    from sessionward.rate_policy import Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
     from sessionward.stores.records import (

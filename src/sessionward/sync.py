@@ -105,7 +105,10 @@ class SyncWard(SyncWardMethods):
         try:
             with anyio.CancelScope() as scope:
                 task_status.started((scope, stopped))
-                await JobWorker(self._inner).run()
+                ward = self._inner
+                await JobWorker(
+                    ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock
+                ).run()
         finally:
             stopped.set()
 

@@ -178,15 +178,22 @@ async def running(
         for kind in all_kinds() + (extra(ward) if extra else []):
             ward.jobs.register(kind)
         if worker:
-            tasks.start_soon(JobWorker(ward, slots=slots).run)
+            tasks.start_soon(worker_on(ward, slots=slots).run)
         yield ward
         tasks.cancel_scope.cancel()
+
+
+def worker_on(ward: Ward, *, slots: int | None = None) -> JobWorker:
+    """A worker over ``ward``'s store, jobs and state (not started)."""
+    return JobWorker(
+        ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock, slots=slots
+    )
 
 
 @asynccontextmanager
 async def worker_in(ward: Ward, *, slots: int | None = None) -> AsyncIterator[JobWorker]:
     """A worker running on ``ward`` for the block."""
-    worker = JobWorker(ward, slots=slots)
+    worker = worker_on(ward, slots=slots)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(worker.run)
         yield worker

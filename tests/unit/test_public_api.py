@@ -22,6 +22,7 @@ PUBLIC_MODULES = [
     "sessionward.jobs.worker",
     "sessionward.limits.limiter",
     "sessionward.limits.policy",
+    "sessionward.rate_policy",
     "sessionward.sessions",
     "sessionward.state",
     "sessionward.users",
