@@ -19,6 +19,7 @@ from sessionward.events import open_event_hub
 from sessionward.jobs import JobContext, JobError, JobKind, JobWorker, ThreadJobContext
 from sessionward.jobs.builtin import BUILTIN
 from sessionward.stores.records import JobRow
+from sessionward.testing import wait_until_async
 from sessionward.ward import Ward
 
 # short leases and quick polls, so that a dead worker's job comes back within a second or two
@@ -203,12 +204,7 @@ async def worker_in(ward: Ward, *, slots: int | None = None) -> AsyncIterator[Jo
 async def until(check: Callable[[], Awaitable[bool]], deadline: float = 10.0,
                 what: str = "the condition") -> float:  # fmt: skip
     """Poll ``check`` until it holds; the seconds it took, or AssertionError at the deadline."""
-    began = time.monotonic()
-    while not await check():
-        if time.monotonic() - began > deadline:
-            raise AssertionError(f"{what} did not happen within {deadline} s")
-        await anyio.sleep(0.005)
-    return time.monotonic() - began
+    return await wait_until_async(check, timeout=deadline, what=what)
 
 
 async def status_is(ward: Ward, user: str, job_id: str, *statuses: str) -> bool:

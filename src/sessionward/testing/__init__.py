@@ -22,6 +22,7 @@ from .jobs import JobProcessConformance, JobStoreConformance
 from .limits import LimitConformance
 from .races import ProcessRaceConformance, RaceConformance
 from .users import RefreshConformance, UserConformance
+from .waiting import wait_until, wait_until_async
 
 __all__ = [
     "BudgetConformance",
@@ -37,4 +38,6 @@ __all__ = [
     "SessionConformance",
     "StateConformance",
     "UserConformance",
+    "wait_until",
+    "wait_until_async",
 ]
