@@ -44,6 +44,7 @@ from sessionward.stores.records import (
     UserChange,
 )
 from sessionward.testing.races import race, run_in_processes
+from sessionward.testing.waiting import wait_until_async
 from tests.conftest import POSTGRES_URL, url_for
 
 pytestmark = pytest.mark.anyio
@@ -444,10 +445,10 @@ async def test_pool_stats(tmp_path: Path) -> None:
 
 
 async def _until(condition: object, deadline: float = 10.0) -> None:
-    give_up = time.monotonic() + deadline
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < give_up, "condition not reached in time"
-        await anyio.sleep(0.01)
+    async def holds() -> bool:
+        return bool(condition())  # type: ignore[operator]
+
+    await wait_until_async(holds, timeout=deadline, what="the condition", interval=0.01)
 
 
 async def test_ping_and_version(store: Store) -> None:

@@ -18,7 +18,11 @@ POLL = 0.005
 
 
 def wait_until(
-    predicate: Callable[[], object], *, timeout: float = 10.0, what: str = "the condition"
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+    interval: float = POLL,
 ) -> float:
     """Poll ``predicate`` from a thread until it is true; the seconds it took, or
     :class:`AssertionError` at the deadline."""
@@ -26,7 +30,7 @@ def wait_until(
     while not predicate():
         if time.monotonic() - began > timeout:
             raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(POLL)  # a poll, bounded by the deadline
+        time.sleep(interval)  # a poll, bounded by the deadline
     return time.monotonic() - began
 
 
@@ -35,6 +39,7 @@ async def wait_until_async(
     *,
     timeout: float = 10.0,  # noqa: ASYNC109 (the poll's deadline: its failure names `what`)
     what: str = "the condition",
+    interval: float = POLL,
 ) -> float:
     """Await ``predicate`` until it is true; the seconds it took, or :class:`AssertionError`
     at the deadline."""
@@ -42,5 +47,5 @@ async def wait_until_async(
     while not await predicate():
         if time.monotonic() - began > timeout:
             raise AssertionError(f"{what} did not happen within {timeout} s")
-        await anyio.sleep(POLL)  # a poll, bounded by the deadline
+        await anyio.sleep(interval)  # a poll, bounded by the deadline
     return time.monotonic() - began
