@@ -109,7 +109,9 @@ async def instance(url: str, settings: Settings, started: Started, *,
         for kind in started.kinds():
             ward.jobs.register(kind)
         if worker:
-            tasks.start_soon(JobWorker(ward).run)
+            tasks.start_soon(
+                JobWorker(ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock).run
+            )
         yield ward
         tasks.cancel_scope.cancel()
 

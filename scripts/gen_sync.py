@@ -54,7 +54,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from anyio.from_thread import BlockingPortal
+    from sessionward._portal import Portal
 
 '''
 
@@ -107,7 +107,7 @@ def render_class(
         f"class {sync_name}:",
         f'    """Blocking twin of :class:`{module.__name__}.{cls.__name__}`."""',
         "",
-        f"    def __init__(self, inner: {cls.__name__}, portal: BlockingPortal) -> None:",
+        f"    def __init__(self, inner: {cls.__name__}, portal: Portal) -> None:",
         "        self._inner = inner",
         "        self._portal = portal",
     ]

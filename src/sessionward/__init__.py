@@ -5,18 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .auth import Auth, Principal, TokenPair
+from .budgets import Budget, Budgets, Charge, Hold
 from .clock import Clock, FakeClock, SystemClock
 from .config import Settings
 from .errors import (
     AccountLocked,
+    AlreadyRefunded,
+    BudgetError,
     BudgetExceeded,
     CapacityExceeded,
     ConfigurationError,
+    IdempotencyMismatch,
     InvalidArgument,
     InvalidCredentials,
+    InvalidJobParams,
     InvalidStateData,
     InvalidStateName,
     InvalidToken,
+    JobCancelled,
+    JobError,
+    JobLimitExceeded,
     RateLimited,
     RefreshTokenReused,
     SessionAbsoluteExpired,
@@ -30,10 +38,15 @@ from .errors import (
     StateTooLarge,
     StorageError,
     StorageUnavailable,
+    UnknownCharge,
+    UnknownJob,
+    UnknownJobKind,
     UnknownSession,
     UsernameTaken,
     WriteConflict,
 )
+from .jobs import Job, JobContext, JobKind, Jobs, JobWorker, ThreadJobContext
+from .limits import Decision, FailMode, Limit, LimiterStats, Policy, RateLimiter, parse_policy
 from .sessions import NewSession, Session, Sessions
 from .state import StateDocument, StateManager
 from .stores.records import PoolStats, StateScope
@@ -59,22 +72,44 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AccountLocked",
+    "AlreadyRefunded",
     "Auth",
+    "Budget",
+    "BudgetError",
     "BudgetExceeded",
+    "Budgets",
     "CapacityExceeded",
+    "Charge",
     "CleanupReport",
     "Clock",
     "ConfigurationError",
+    "Decision",
+    "FailMode",
     "FakeClock",
+    "Hold",
+    "IdempotencyMismatch",
     "InvalidArgument",
     "InvalidCredentials",
+    "InvalidJobParams",
     "InvalidStateData",
     "InvalidStateName",
     "InvalidToken",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobError",
+    "JobKind",
+    "JobLimitExceeded",
+    "JobWorker",
+    "Jobs",
+    "Limit",
+    "LimiterStats",
     "NewSession",
+    "Policy",
     "PoolStats",
     "Principal",
     "RateLimited",
+    "RateLimiter",
     "RefreshTokenReused",
     "Session",
     "SessionAbsoluteExpired",
@@ -96,7 +131,11 @@ __all__ = [
     "StoreURL",
     "SyncWard",
     "SystemClock",
+    "ThreadJobContext",
     "TokenPair",
+    "UnknownCharge",
+    "UnknownJob",
+    "UnknownJobKind",
     "UnknownSession",
     "User",
     "UsernameTaken",
@@ -104,5 +143,6 @@ __all__ = [
     "Ward",
     "WriteConflict",
     "open_ward",
+    "parse_policy",
     "parse_store_url",
 ]

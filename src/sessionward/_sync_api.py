@@ -12,14 +12,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from anyio.from_thread import BlockingPortal
-
+    from sessionward._portal import Portal
     from sessionward.auth.manager import Auth, Principal, TokenPair
     from sessionward.budgets import Budget, Budgets, Charge, Hold
     from sessionward.jobs.kinds import JobKind
     from sessionward.jobs.manager import Job, Jobs
     from sessionward.limits.limiter import FailMode, RateLimiter
-    from sessionward.limits.policy import Decision, Policy
+    from sessionward.limits.policy import Decision
+    from sessionward.rate_policy import Policy
     from sessionward.sessions import NewSession, Session, Sessions
     from sessionward.state import StateDocument, StateManager
     from sessionward.stores.records import (
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class SyncSessions:
     """Blocking twin of :class:`sessionward.sessions.Sessions`."""
 
-    def __init__(self, inner: Sessions, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Sessions, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -88,7 +88,7 @@ class SyncSessions:
 class SyncStateManager:
     """Blocking twin of :class:`sessionward.state.StateManager`."""
 
-    def __init__(self, inner: StateManager, portal: BlockingPortal) -> None:
+    def __init__(self, inner: StateManager, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -119,7 +119,7 @@ class SyncStateManager:
 class SyncUsers:
     """Blocking twin of :class:`sessionward.users.Users`."""
 
-    def __init__(self, inner: Users, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Users, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -152,7 +152,7 @@ class SyncUsers:
 class SyncAuth:
     """Blocking twin of :class:`sessionward.auth.manager.Auth`."""
 
-    def __init__(self, inner: Auth, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Auth, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -191,7 +191,7 @@ class SyncAuth:
 class SyncRateLimiter:
     """Blocking twin of :class:`sessionward.limits.limiter.RateLimiter`."""
 
-    def __init__(self, inner: RateLimiter, portal: BlockingPortal) -> None:
+    def __init__(self, inner: RateLimiter, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
         self._direct = inner._direct  # None, or a DirectLimiter
@@ -228,7 +228,7 @@ class SyncRateLimiter:
 class SyncBudgets:
     """Blocking twin of :class:`sessionward.budgets.Budgets`."""
 
-    def __init__(self, inner: Budgets, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Budgets, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -283,7 +283,7 @@ class SyncBudgets:
 class SyncJobs:
     """Blocking twin of :class:`sessionward.jobs.manager.Jobs`."""
 
-    def __init__(self, inner: Jobs, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Jobs, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 
@@ -319,7 +319,7 @@ class SyncJobs:
 class SyncWardMethods:
     """Blocking twin of :class:`sessionward.ward.Ward`."""
 
-    def __init__(self, inner: Ward, portal: BlockingPortal) -> None:
+    def __init__(self, inner: Ward, portal: Portal) -> None:
         self._inner = inner
         self._portal = portal
 

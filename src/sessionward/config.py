@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigurationError
+from .rate_policy import parse_policy
 from .urls import StoreURL, parse_store_url
 
 
@@ -161,8 +162,6 @@ class Settings(BaseSettings):
     @field_validator("ip_rate_limit", "api_rate_limit", "ws_rate_limit")
     @classmethod
     def _policy(cls, value: str) -> str:
-        from .limits.policy import parse_policy
-
         try:
             parse_policy(value)
         except ConfigurationError as exc:

@@ -7,7 +7,10 @@ raise. The web layer maps each class to an HTTP status in one table.
 
     SessionwardError
     ├── ConfigurationError          bad URL, option or setting
-    ├── InvalidArgument             a value passed to the API is not acceptable
+    ├── InvalidArgument             a value passed to the API is not acceptable (also a ValueError)
+    │   ├── InvalidStateName        (also a StateError)
+    │   ├── InvalidStateData        (also a StateError)
+    │   └── InvalidJobParams        a job's parameters do not fit its kind's model
     ├── StorageError                the store failed
     │   └── StorageUnavailable      the store cannot be reached (after retries)
     ├── SessionError
@@ -18,7 +21,7 @@ raise. The web layer maps each class to an HTTP status in one table.
     │   │   └── SessionAbsoluteExpired   older than the absolute lifetime
     │   └── SessionLimitExceeded    the user already holds the maximum number of sessions
     ├── StateError
-    │   ├── InvalidStateName
+    │   ├── InvalidStateName        (also an InvalidArgument)
     │   ├── InvalidStateData        not plain JSON (NaN, lone surrogates, objects)
     │   ├── StateTooLarge
     │   └── WriteConflict           a compare-and-set lost to another writer
@@ -26,15 +29,19 @@ raise. The web layer maps each class to an HTTP status in one table.
     │   └── RefreshTokenReused
     ├── InvalidCredentials          unknown user, wrong password or disabled account
     ├── UsernameTaken
-    ├── AccountLocked
-    ├── RateLimited
+    ├── UnknownJobKind              no job kind of that name is registered
+    ├── JobLimitExceeded            the user has the maximum number of waiting jobs
+    ├── UnknownJob                  the user has no job of that id
+    ├── JobError                    raised by a job's handler: the job fails with its message
+    ├── JobCancelled                raised in a thread handler by ``ctx.check()`` once stopped
+    ├── AccountLocked               (carries ``retry_after``)
+    ├── RateLimited                 (carries ``retry_after``)
     ├── BudgetError
     │   ├── BudgetExceeded          nothing was charged
     │   ├── IdempotencyMismatch     the same key with another amount
     │   ├── UnknownCharge           no such charge or hold (or it expired)
     │   └── AlreadyRefunded
-    ├── JobError                    (jobs) UnknownJobKind, JobLimitExceeded
-    └── CapacityExceeded
+    └── CapacityExceeded            (carries ``retry_after``)
 """
 
 from __future__ import annotations
@@ -145,6 +152,23 @@ class JobLimitExceeded(SessionwardError):
 
 class UnknownJob(SessionwardError):
     """The user has no job of that id."""
+
+
+class JobError(SessionwardError):
+    """Raised by a handler: the job fails, and the owner sees this message."""
+
+
+class JobCancelled(SessionwardError):
+    """Raised inside a thread handler by ``ctx.check()`` once the job is being stopped."""
+
+
+class InvalidJobParams(InvalidArgument):
+    """The parameters do not fit the kind's model; ``fields`` says which and why."""
+
+    def __init__(self, kind: str, fields: list[dict[str, str]]) -> None:
+        first = fields[0] if fields else {"field": "params", "message": "invalid"}
+        super().__init__(f"invalid params for {kind}: {first['field']}: {first['message']}")
+        self.fields = fields
 
 
 class _RetryAfter(SessionwardError):

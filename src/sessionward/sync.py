@@ -10,8 +10,9 @@ every call there; its managers are generated from the async ones, so both behave
 One exception: on memory:// a rate-limit decision (``ward.limits.hit``, ``peek``,
 ``enforce``) is made in the calling thread, under the store's lock, by the same synchronous
 code the async limiter runs for that store (it needs no I/O, so no event loop either).
-It is safe to share between threads. Never call it from inside a running event loop: use
-:func:`sessionward.open_ward` there.
+It is safe to share between threads. It cannot be built or called from inside a running
+event loop (that loop would block): it raises :class:`~sessionward.ConfigurationError`
+there, saying to use :func:`sessionward.open_ward` instead.
 
 Background jobs: ``ward.jobs.register(kind)``, then ``ward.start_job_worker()`` runs a
 :class:`~sessionward.jobs.JobWorker` on the SyncWard's event loop until ``close()``;
@@ -28,6 +29,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.from_thread import start_blocking_portal
 
+from ._portal import Portal, refuse_inside_event_loop
 from ._sync_api import (
     SyncAuth,
     SyncBudgets,
@@ -57,14 +59,17 @@ class SyncWard(SyncWardMethods):
         clock: Clock | None = None,
         sweep: bool = True,
     ) -> None:
+        refuse_inside_event_loop()
         self._stack = ExitStack()
         try:
-            portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+            loop = self._stack.enter_context(start_blocking_portal("asyncio"))
             opening = open_ward(url, settings=settings, clock=clock, sweep=sweep)
-            ward = self._stack.enter_context(portal.wrap_async_context_manager(opening))
+            ward = self._stack.enter_context(loop.wrap_async_context_manager(opening))
         except BaseException:
             self._stack.close()
             raise
+        self._loop = loop
+        portal = Portal(loop)
         super().__init__(ward, portal)
         self.settings = ward.settings
         self.sessions = SyncSessions(ward.sessions, portal)
@@ -91,15 +96,19 @@ class SyncWard(SyncWardMethods):
         :meth:`close`, which stops it before the store closes. Register the kinds first."""
         if self._worker is not None:
             raise RuntimeError("this SyncWard runs a job worker already")
-        self._worker = self._portal.start_task(self._run_worker)[1]
-        self._stack.callback(self._portal.call, self._stop_worker)
+        refuse_inside_event_loop()
+        self._worker = self._loop.start_task(self._run_worker)[1]
+        self._stack.callback(self._loop.call, self._stop_worker)
 
     async def _run_worker(self, *, task_status: TaskStatus[Any]) -> None:
         stopped = anyio.Event()
         try:
             with anyio.CancelScope() as scope:
                 task_status.started((scope, stopped))
-                await JobWorker(self._inner).run()
+                ward = self._inner
+                await JobWorker(
+                    ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock
+                ).run()
         finally:
             stopped.set()
 

@@ -6,6 +6,10 @@
     redis+unix:///run/redis.sock?db=0
     postgresql://user[:password]@host[:port]/dbname?schema=app  (postgres:// too)
 
+A backend registered with :func:`sessionward.stores.register_backend` adds its own schemes
+(:func:`register_scheme`): ``scheme://[user:password@][host][:port][/path]?options``, the
+options checked by the model it names (default: :class:`MemoryOptions`).
+
 Options are type-checked per backend; an unknown option or a malformed URL raises
 :class:`~sessionward.errors.ConfigurationError` with a sentence that says what is accepted.
 Passwords never appear in ``repr()`` or ``str()``: use :meth:`StoreURL.redacted`.
@@ -24,11 +28,17 @@ from .errors import ConfigurationError
 _PREFIX = r"^[A-Za-z0-9_.:-]{1,64}$"
 _IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 
+#: the built-in backends; a registered one may add any name
 Backend = Literal["memory", "sqlite", "redis", "postgresql"]
 
 
-class _Options(BaseModel):
+class BackendOptions(BaseModel):
+    """Base of every backend's URL options: unknown options are refused, values frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Options = BackendOptions
 
 
 class MemoryOptions(_Options):
@@ -80,9 +90,9 @@ class PostgresOptions(_Options):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-StoreOptions = MemoryOptions | SqliteOptions | RedisOptions | PostgresOptions
+StoreOptions = MemoryOptions | SqliteOptions | RedisOptions | PostgresOptions | BackendOptions
 
-_SCHEMES: dict[str, Backend] = {
+_SCHEMES: dict[str, str] = {
     "memory": "memory",
     "sqlite": "sqlite",
     "redis": "redis",
@@ -99,7 +109,7 @@ _ACCEPTED = "memory://, sqlite:///path.db, redis://, rediss://, redis+unix://, p
 class StoreURL:
     """A parsed storage URL. Its ``repr`` and ``str`` hide any password."""
 
-    backend: Backend
+    backend: Backend | str
     scheme: str
     options: StoreOptions
     _redacted: str
@@ -119,11 +129,15 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
     if isinstance(url, StoreURL):
         return url
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"{_describe(url)} is not a storage URL; use one of: {_ACCEPTED}")
+        raise ConfigurationError(
+            f"{_describe(url)} is not a storage URL; use one of: {_accepted()}"
+        )
     scheme = url.split("://", 1)[0].lower()
     backend = _SCHEMES.get(scheme)
     if backend is None:
-        raise ConfigurationError(f"unknown storage URL scheme {scheme!r}; use one of: {_ACCEPTED}")
+        raise ConfigurationError(
+            f"unknown storage URL scheme {scheme!r}; use one of: {_accepted()}"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -132,9 +146,28 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
     if parts.fragment:
         raise ConfigurationError(f"a {scheme}:// URL takes no #fragment")
     query = _query(parts.query, scheme)
-    raw = _BUILDERS[backend](scheme, parts, port, query)
+    raw = _BUILDERS.get(backend, _registered)(scheme, parts, port, query)
     options = _validate(backend, scheme, raw)
     return StoreURL(backend, scheme, options, _redact(url, parts))
+
+
+def register_scheme(
+    scheme: str, backend: str, options: type[BackendOptions] = MemoryOptions
+) -> None:
+    """Parse ``scheme://`` URLs for ``backend``, checking their options with ``options``.
+    The built-in backends and their schemes cannot be taken over."""
+    scheme = scheme.lower()
+    if backend in _BUILDERS or scheme in _BUILTIN_SCHEMES:
+        raise ConfigurationError(
+            f"{scheme}:// or {backend!r} is built in; a registered backend takes new names"
+        )
+    _SCHEMES[scheme] = backend
+    _MODELS[backend] = options
+
+
+def _accepted() -> str:
+    added = [f"{scheme}://" for scheme in _SCHEMES if scheme not in _BUILTIN_SCHEMES]
+    return ", ".join([_ACCEPTED, *added])
 
 
 def _describe(url: object) -> str:
@@ -209,6 +242,23 @@ def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> 
     return raw
 
 
+def _registered(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
+    # A registered backend's URL: whatever of the URL's parts it has, then its options.
+    found = {
+        "host": parts.hostname,
+        "port": port,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "path": unquote(parts.path.lstrip("/")) or None,
+    }
+    for reserved in found:
+        if reserved in query:
+            raise ConfigurationError(
+                f"{reserved} belongs in the URL itself, not in ?{reserved}= of a {scheme}:// URL"
+            )
+    return {**{name: value for name, value in found.items() if value is not None}, **query}
+
+
 def _postgres(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
     raw: dict[str, Any] = dict(query)
     for reserved in ("host", "port", "user", "password", "dbname"):
@@ -236,7 +286,8 @@ _BUILDERS = {
     "redis": _redis,
     "postgresql": _postgres,
 }
-_MODELS: dict[Backend, type[_Options]] = {
+_BUILTIN_SCHEMES = frozenset(_SCHEMES)
+_MODELS: dict[str, type[_Options]] = {
     "memory": MemoryOptions,
     "sqlite": SqliteOptions,
     "redis": RedisOptions,
@@ -246,10 +297,10 @@ _HIDDEN = {"host", "port", "db", "username", "password", "unix_socket_path", "ss
 _HIDDEN |= {"user", "dbname"}
 
 
-def _validate(backend: Backend, scheme: str, raw: dict[str, Any]) -> StoreOptions:
+def _validate(backend: str, scheme: str, raw: dict[str, Any]) -> StoreOptions:
     model = _MODELS[backend]
     try:
-        return model.model_validate(raw)  # type: ignore[return-value]
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigurationError(_explain(model, scheme, exc)) from None
 

@@ -19,6 +19,7 @@ from sessionward.events import open_event_hub
 from sessionward.jobs import JobContext, JobError, JobKind, JobWorker, ThreadJobContext
 from sessionward.jobs.builtin import BUILTIN
 from sessionward.stores.records import JobRow
+from sessionward.testing import wait_until_async
 from sessionward.ward import Ward
 
 # short leases and quick polls, so that a dead worker's job comes back within a second or two
@@ -178,15 +179,22 @@ async def running(
         for kind in all_kinds() + (extra(ward) if extra else []):
             ward.jobs.register(kind)
         if worker:
-            tasks.start_soon(JobWorker(ward, slots=slots).run)
+            tasks.start_soon(worker_on(ward, slots=slots).run)
         yield ward
         tasks.cancel_scope.cancel()
+
+
+def worker_on(ward: Ward, *, slots: int | None = None) -> JobWorker:
+    """A worker over ``ward``'s store, jobs and state (not started)."""
+    return JobWorker(
+        ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock, slots=slots
+    )
 
 
 @asynccontextmanager
 async def worker_in(ward: Ward, *, slots: int | None = None) -> AsyncIterator[JobWorker]:
     """A worker running on ``ward`` for the block."""
-    worker = JobWorker(ward, slots=slots)
+    worker = worker_on(ward, slots=slots)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(worker.run)
         yield worker
@@ -196,12 +204,7 @@ async def worker_in(ward: Ward, *, slots: int | None = None) -> AsyncIterator[Jo
 async def until(check: Callable[[], Awaitable[bool]], deadline: float = 10.0,
                 what: str = "the condition") -> float:  # fmt: skip
     """Poll ``check`` until it holds; the seconds it took, or AssertionError at the deadline."""
-    began = time.monotonic()
-    while not await check():
-        if time.monotonic() - began > deadline:
-            raise AssertionError(f"{what} did not happen within {deadline} s")
-        await anyio.sleep(0.005)
-    return time.monotonic() - began
+    return await wait_until_async(check, timeout=deadline, what=what)
 
 
 async def status_is(ward: Ward, user: str, job_id: str, *statuses: str) -> bool:

@@ -4,7 +4,6 @@ worker on the SyncWard's own event loop, on every backend."""
 from __future__ import annotations
 
 import contextlib
-import time
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
@@ -13,6 +12,7 @@ import pytest
 from sessionward import Settings, SyncWard
 from sessionward.errors import JobLimitExceeded
 from sessionward.jobs.builtin import BUILTIN
+from sessionward.testing import wait_until
 
 from .helpers import FAST
 
@@ -46,12 +46,8 @@ def test_threads_fill_the_queue_exactly_and_the_worker_runs_them(store_url: str)
         ward.start_job_worker()
         with pytest.raises(RuntimeError):
             ward.start_job_worker()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            counts = ward.jobs.counts()
-            if counts.running == counts.queued == 0:
-                break
-            time.sleep(0.02)  # a poll, bounded by the deadline
+        idle = lambda: (c := ward.jobs.counts()).running == c.queued == 0  # noqa: E731
+        wait_until(idle, timeout=60, what="every job ending")
         assert [ward.jobs.get("alice", j).status for j in accepted] == ["succeeded"] * QUEUED
         assert {j.job_id for j in ward.jobs.list("alice")} == set(accepted)
         assert [k["kind"] for k in ward.jobs.describe()] == [k.name for k in BUILTIN]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sessionward import FakeClock, SyncWard, open_ward
-from sessionward.errors import StorageUnavailable, UnknownSession
+from sessionward.errors import RateLimited, StorageUnavailable, UnknownSession
 from sessionward.limits import Decision, Limit, Policy, RateLimiter, parse_policy
 from sessionward.limits.limiter import DirectLimiter
 from sessionward.limits.policy import decide, decide_one
@@ -261,7 +261,7 @@ def test_sync_ward_decides_memory_limits_in_the_calling_thread() -> None:
         ward.limits._portal = _NoPortal()  # type: ignore[assignment]
         assert [ward.limits.hit("k", "2/minute").remaining for _ in range(2)] == [1, 0]
         assert not ward.limits.peek("k", "2/minute").allowed
-        with pytest.raises(Exception, match="rate limit exceeded"):
+        with pytest.raises(RateLimited, match="rate limit exceeded"):
             ward.limits.enforce("k", "2/minute")
         with pytest.raises(AssertionError, match="event loop"):
             ward.limits.reset("k")  # not a decision: through the portal, as before

@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from sessionward.clock import iso_utc
+from sessionward.testing import wait_until
 from tests.conftest import BACKENDS, SHARED_BACKENDS, url_for
 
 from .server import Server, start
@@ -72,11 +73,15 @@ def job(client: httpx.Client, auth: dict[str, str], job_id: str) -> dict[str, An
 
 def wait_for(client: httpx.Client, auth: dict[str, str], job_id: str, *statuses: str,
              deadline: float = DEADLINE) -> dict[str, Any]:  # fmt: skip
-    until = time.monotonic() + deadline
-    while (current := job(client, auth, job_id))["status"] not in statuses:
-        assert time.monotonic() < until, f"still {current['status']} after {deadline} s"
-        time.sleep(0.01)  # polling the server, bounded by the deadline
-    return current
+    seen: list[dict[str, Any]] = []
+
+    def reached() -> bool:
+        seen.append(job(client, auth, job_id))
+        return seen[-1]["status"] in statuses
+
+    becoming = f"job {job_id} becoming {'/'.join(statuses)}"
+    wait_until(reached, timeout=deadline, what=becoming, interval=0.01)
+    return seen[-1]
 
 
 Event = tuple[str, dict[str, Any]]

@@ -44,6 +44,7 @@ from sessionward.stores.records import (
     UserChange,
 )
 from sessionward.testing.races import race, run_in_processes
+from sessionward.testing.waiting import wait_until_async
 from tests.conftest import POSTGRES_URL, url_for
 
 pytestmark = pytest.mark.anyio
@@ -444,10 +445,10 @@ async def test_pool_stats(tmp_path: Path) -> None:
 
 
 async def _until(condition: object, deadline: float = 10.0) -> None:
-    give_up = time.monotonic() + deadline
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < give_up, "condition not reached in time"
-        await anyio.sleep(0.01)
+    async def holds() -> bool:
+        return bool(condition())  # type: ignore[operator]
+
+    await wait_until_async(holds, timeout=deadline, what="the condition", interval=0.01)
 
 
 async def test_ping_and_version(store: Store) -> None:
@@ -723,6 +724,7 @@ async def test_multi_key_decisions_never_deadlock(store: Store) -> None:
     order, with resets deleting rows under them, from many connections at once."""
     keys = ["a", "b", "c", "d", "e"]
     statements = store._sql  # type: ignore[attr-defined]
+    done: list[str] = []
 
     async def worker(n: int) -> None:
         rng = random.Random(n)
@@ -731,6 +733,7 @@ async def test_multi_key_decisions_never_deadlock(store: Store) -> None:
                 picked = rng.sample(keys, rng.randint(1, len(keys)))
                 if rng.random() < 0.2:
                     await conn.execute(statements.reset_limits, {"keys": picked})
+                    done.append("reset")
                     continue
                 params = {
                     "keys": picked,
@@ -741,10 +744,13 @@ async def test_multi_key_decisions_never_deadlock(store: Store) -> None:
                     "now": None,
                 }
                 await conn.execute(statements.gcra, params)
+                done.append("gcra")
 
     async with anyio.create_task_group() as tasks:
         for n in range(12):
             tasks.start_soon(worker, n)
+    # every call of every connection returned (a deadlock would have raised in its worker)
+    assert len(done) == 12 * 60 and {"gcra", "reset"} <= set(done)
 
 
 HOT = GcraCheck("hot", period=60.0, capacity=50 * 60.0, cost=1)  # 50 per hour

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
-from sessionward import FakeClock, SessionRevoked, SyncWard, WriteConflict
+from sessionward import ConfigurationError, FakeClock, SessionRevoked, SyncWard, WriteConflict
 from sessionward._sync_api import (
     SyncJobs,
     SyncRateLimiter,
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sync_ward_round_trip(store_url: str) -> None:
     clock = FakeClock()
     with SyncWard(store_url, clock=clock, sweep=False) as ward:
-        assert ward.ping() >= 0
+        latency = ward.ping()
+        assert isinstance(latency, float) and 0 <= latency < 5
         new = ward.sessions.create("alice", ip="203.0.113.9")
         session = ward.sessions.validate(new.token)
         assert session.session_id == new.session.session_id
@@ -39,7 +41,10 @@ def test_sync_ward_round_trip(store_url: str) -> None:
         assert ward.sessions.revoke("alice", session.session_id)
         with pytest.raises(SessionRevoked):
             ward.sessions.validate(new.token)
-        assert ward.cleanup().sessions >= 0
+        ward.sessions.create("bob")
+        clock.advance(ward.settings.session_idle_timeout + 1)
+        assert ward.cleanup().sessions >= 1  # bob's, idle now (alice's too where kept)
+        assert ward.cleanup().sessions == 0
         assert "SyncWard(StoreURL(" in repr(ward)
 
 
@@ -67,3 +72,24 @@ def test_generated_file_is_fresh() -> None:
         [sys.executable, "scripts/gen_sync.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_sync_ward_cannot_be_built_inside_an_event_loop() -> None:
+    async def build() -> None:
+        with pytest.raises(ConfigurationError, match="use `async with sessionward"):
+            SyncWard("memory://", sweep=False)
+
+    anyio.run(build)
+
+
+def test_sync_ward_cannot_be_called_inside_an_event_loop() -> None:
+    with SyncWard("memory://", sweep=False) as ward:
+
+        async def call() -> None:
+            with pytest.raises(ConfigurationError, match="inside a running event loop"):
+                ward.sessions.create("alice")
+            with pytest.raises(ConfigurationError, match="inside a running event loop"):
+                ward.start_job_worker()
+
+        anyio.run(call)
+        assert ward.sessions.create("alice").session.user_id == "alice"

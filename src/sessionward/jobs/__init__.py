@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidJobParams, JobCancelled, JobError
 from .context import JobContext, ThreadJobContext, ThreadUserState, UserState
-from .kinds import InvalidJobParams, JobCancelled, JobError, JobKind
+from .kinds import JobKind
 from .manager import Job, Jobs, job_event, job_json
 from .worker import JobWorker
 

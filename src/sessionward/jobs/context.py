@@ -9,9 +9,9 @@ from typing import Any
 
 import anyio.from_thread
 
+from ..errors import JobCancelled
 from ..state import StateManager
 from ..stores.records import StateScope
-from .kinds import JobCancelled
 
 MIN_PROGRESS_INTERVAL = 0.25  # progress writes: at most four a second per job
 MAX_MESSAGE = 500

@@ -29,26 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import InvalidArgument, SessionwardError
+from ..errors import InvalidJobParams
 
 Executor = Literal["async", "thread", "process"]
-
-
-class JobError(SessionwardError):
-    """Raised by a handler: the job fails, and the owner sees this message."""
-
-
-class JobCancelled(SessionwardError):
-    """Raised inside a thread handler by ``ctx.check()`` once the job is being stopped."""
-
-
-class InvalidJobParams(InvalidArgument):
-    """The parameters do not fit the kind's model; ``fields`` says which and why."""
-
-    def __init__(self, kind: str, fields: list[dict[str, str]]) -> None:
-        first = fields[0] if fields else {"field": "params", "message": "invalid"}
-        super().__init__(f"invalid params for {kind}: {first['field']}: {first['message']}")
-        self.fields = fields
 
 
 class NoParams(BaseModel):

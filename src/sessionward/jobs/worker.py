@@ -1,7 +1,8 @@
 """A job worker: claims jobs within the slot limits, runs them, keeps their leases alive.
 
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(JobWorker(ward).run)
+        worker = JobWorker(ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock)
+        tasks.start_soon(worker.run)
 
 Each process runs one worker (the service starts it). It holds up to ``job_worker_slots``
 jobs at once; the store decides the per-user and deployment-wide limits over every instance.
@@ -32,15 +33,18 @@ import anyio.to_process
 import anyio.to_thread
 from pydantic import BaseModel
 
-from ..errors import InvalidArgument, SessionwardError, StorageError
+from ..clock import Clock, SystemClock
+from ..config import Settings
+from ..errors import InvalidArgument, JobCancelled, JobError, SessionwardError, StorageError
 from ..stores.records import JobLimits, JobRow, JobStatus
 from ..validation import encode_json
 from .context import JobContext, ThreadJobContext, UserState
-from .kinds import JobCancelled, JobError, JobKind
+from .kinds import JobKind
 from .manager import WORK_CHANNEL
 
 if TYPE_CHECKING:
-    from ..ward import Ward
+    from ..state import StateManager
+    from ..stores.protocols import JobStore
     from .manager import Jobs
 
 log = logging.getLogger("sessionward.jobs")
@@ -89,16 +93,25 @@ class _Pushes:
 
 class JobWorker:
     def __init__(
-        self, ward: Ward, *, worker_id: str | None = None, slots: int | None = None
+        self,
+        store: JobStore,
+        jobs: Jobs,
+        state: StateManager,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        slots: int | None = None,
     ) -> None:
-        s = ward.settings
+        s = self._settings = settings
         self.worker_id = worker_id or f"w-{secrets.token_hex(6)}"
         self.slots = slots or s.job_worker_slots or s.jobs_running
-        self._ward, self._store, self._jobs = ward, ward.store, ward.jobs
+        self._store, self._jobs, self._state = store, jobs, state
+        self._clock = clock or SystemClock()
         self._limits = JobLimits(s.jobs_per_user_running, s.jobs_running)
         self._lease, self._beat, self._poll = s.job_lease, s.job_heartbeat, s.job_poll_interval
         self._running: dict[str, _Running] = {}
-        self._pushes = _Pushes(ward.jobs)
+        self._pushes = _Pushes(jobs)
         self._wake: anyio.Event | None = None
         self._threads: anyio.CapacityLimiter | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -181,7 +194,7 @@ class JobWorker:
         async def report(fraction: float, message: str) -> None:
             await self._progress(row.job_id, fraction, message)
 
-        state = UserState(self._ward.state, row.user_id)
+        state = UserState(self._state, row.user_id)
         return JobContext(row.job_id, row.user_id, row.attempts, state, report)
 
     # running
@@ -327,7 +340,7 @@ class JobWorker:
             self._stop(job)
 
     async def _reap_loop(self) -> None:
-        settings = self._ward.settings
+        settings = self._settings
         while True:
             await anyio.sleep(max(self._lease / 3, self._beat))
             try:
@@ -337,7 +350,7 @@ class JobWorker:
                     await self._jobs.announce(row)
                 if reaped:
                     await self._jobs.notify_work()
-                cutoff = self._ward.clock.now() - settings.job_retention
+                cutoff = self._clock.now() - settings.job_retention
                 await self._store.purge_jobs(finished_before=cutoff, limit=REAP_BATCH)
             except StorageError as exc:
                 log.warning("reaping jobs failed: %s", exc)

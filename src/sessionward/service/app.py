@@ -39,7 +39,7 @@ async def run_jobs(ward: Ward, events: EventHub) -> AsyncIterator[JobWorker]:
     for kind in BUILTIN:
         ward.jobs.register(kind)
     ward.jobs.events = events
-    worker = JobWorker(ward)
+    worker = JobWorker(ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(worker.run)
         yield worker

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .. import errors as e
-from ..jobs.kinds import InvalidJobParams
 from ..web.problem import error_response
 
 log = logging.getLogger("sessionward.service")
@@ -84,7 +83,7 @@ TABLE: list[tuple[type[Exception], Rule]] = [
     (e.WriteConflict, _fixed(412, "version_conflict", "The document has changed.")),
     (e.StateTooLarge, _fixed(413, "too_large", "The document is too large.")),
     (e.InvalidStateName, lambda exc: invalid("name", str(exc))),
-    (InvalidJobParams, lambda exc: invalid_fields(getattr(exc, "fields", []))),
+    (e.InvalidJobParams, lambda exc: invalid_fields(getattr(exc, "fields", []))),
     (e.UnknownJobKind, _fixed(404, "unknown_kind", "There is no job kind of that name.")),
     (e.JobLimitExceeded, _fixed(429, "job_limit", "Too many of your jobs are waiting already.")),
     (e.UnknownJob, _fixed(404, "not_found", "Not found.")),

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError
-from ..urls import StoreURL
+from ..urls import BackendOptions, MemoryOptions, StoreURL, register_scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,23 @@ _BACKENDS: dict[str, BackendEntry] = {
 }
 
 
-def register_backend(name: str, entry: BackendEntry) -> None:
-    """Serve ``name`` (a :attr:`StoreURL.backend`) with ``entry``; replaces an earlier entry."""
+def register_backend(
+    name: str,
+    entry: BackendEntry,
+    *,
+    schemes: tuple[str, ...] = (),
+    options: type[BackendOptions] = MemoryOptions,
+) -> None:
+    """Serve ``name`` (a :attr:`StoreURL.backend`) with ``entry``; replaces an earlier entry.
+
+    ``schemes``: the URL schemes that name this backend (a new backend needs at least one),
+    their query checked by ``options``:
+
+        register_backend("wrapped", BackendEntry("myapp.store:WrappedStore"), schemes=("wrapped",))
+        create_store("wrapped://?max_entries=10")   # WrappedStore(url, clock=None)
+    """
+    for scheme in schemes:
+        register_scheme(scheme, name, options)
     _BACKENDS[name] = entry
 
 

@@ -16,11 +16,13 @@ Needs pytest and anyio's pytest plugin (installed with anyio).
 from __future__ import annotations
 
 from ..clock import FakeClock
-from .accounts import LimitConformance, RefreshConformance, UserConformance
 from .budgets import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
 from .conformance import SessionConformance, StateConformance
 from .jobs import JobProcessConformance, JobStoreConformance
+from .limits import LimitConformance
 from .races import ProcessRaceConformance, RaceConformance
+from .users import RefreshConformance, UserConformance
+from .waiting import wait_until, wait_until_async
 
 __all__ = [
     "BudgetConformance",
@@ -36,4 +38,6 @@ __all__ = [
     "SessionConformance",
     "StateConformance",
     "UserConformance",
+    "wait_until",
+    "wait_until_async",
 ]

@@ -1,14 +1,17 @@
 """ASGI rate-limit middleware for any Starlette or FastAPI app.
 
+    app = FastAPI()
     app.add_middleware(
         RateLimitMiddleware,
         limiter=lambda scope: ward.limits,
         rules=[
             Rule("/v1/health", None),                                 # exempt
             Rule("/v1/auth/*", "20/second;600/minute", key=by_ip(), name="ip"),
-            Rule("/*", "50/second;1500/minute", key=by_user(ward), name="api"),
+            Rule("/*", "50/second;1500/minute", key=by_user(ward.auth.tokens.verify), name="api"),
         ],
     )
+
+(``tests/limits/test_middleware_example.py`` runs this example.)
 
 The first rule whose path (exact, or a prefix ending in ``*``) and methods match decides.
 Its key function names who is counted (``None``: nobody, pass); the store key is
@@ -32,18 +35,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidToken, StorageError
 from ..limits import Decision, FailMode, Policy, RateLimiter, parse_policy
-from .client import client_ip
+from .client import Network, client_ip
 from .problem import error_response
 
 KeyFunc = Callable[[Request], Awaitable[str | None]]
 LimiterSource = RateLimiter | Callable[[Scope], RateLimiter]
 
 
-def by_ip(trusted_proxies: Sequence[object] = ()) -> KeyFunc:
-    """Count by client address: the socket peer, or ``X-Forwarded-For`` from trusted proxies."""
+def by_ip(trusted_proxies: Sequence[Network] = ()) -> KeyFunc:
+    """Count by client address: the socket peer, or ``X-Forwarded-For`` from trusted proxies
+    (``ipaddress.ip_network("10.0.0.0/8")``, as ``Settings.trusted_proxies`` holds them)."""
 
     async def key(request: Request) -> str | None:
-        ip = client_ip(request, trusted_proxies)  # type: ignore[arg-type]
+        ip = client_ip(request, trusted_proxies)
         return None if ip is None else f"ip:{ip}"
 
     return key
