@@ -21,7 +21,7 @@ from sessionward.rules.limits import gcra_candidate
 from sessionward.rules.state import version_matches
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import ChargeRequest, GcraCheck, StateScope
-from sessionward.testing.accounts import new_session
+from sessionward.testing.users import new_session
 
 pytestmark = pytest.mark.anyio
 BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store
