@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from sessionward import open_ward
 from sessionward.web.limits import RateLimitMiddleware, Rule, by_ip, by_route
@@ -80,3 +81,17 @@ async def test_a_long_path_is_limited_like_any_other(
     # by_route puts the path in the key; a client chooses the path
     path = "/per-path/" + "a" * length
     assert await statuses(client, "GET", path, 3) == [200, 200, 429]
+
+
+async def test_requests_without_a_peer_address_share_one_ip_count() -> None:
+    async with open_ward("memory://", sweep=False) as ward:
+        limited = RateLimitMiddleware(
+            PlainTextResponse("ok"), limiter=ward.limits, rules=[Rule("/*", "2/hour", key=by_ip())]
+        )
+
+        async def no_peer(scope: Scope, receive: Receive, send: Send) -> None:
+            await limited({**scope, "client": None}, receive, send)  # as behind a Unix socket
+
+        transport = httpx.ASGITransport(app=no_peer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            assert await statuses(client, "GET", "/login", 3) == [200, 200, 429]

@@ -44,11 +44,12 @@ LimiterSource = RateLimiter | Callable[[Scope], RateLimiter]
 
 def by_ip(trusted_proxies: Sequence[Network] = ()) -> KeyFunc:
     """Count by client address: the socket peer, or ``X-Forwarded-For`` from trusted proxies
-    (``ipaddress.ip_network("10.0.0.0/8")``, as ``Settings.trusted_proxies`` holds them)."""
+    (``ipaddress.ip_network("10.0.0.0/8")``, as ``Settings.trusted_proxies`` holds them).
+    Requests with no usable address (no peer, as behind a Unix socket) share the one key
+    ``ip:unknown``: counted together, never let through uncounted."""
 
-    async def key(request: Request) -> str | None:
-        ip = client_ip(request, trusted_proxies)
-        return None if ip is None else f"ip:{ip}"
+    async def key(request: Request) -> str:
+        return f"ip:{client_ip(request, trusted_proxies) or 'unknown'}"
 
     return key
 
