@@ -40,7 +40,7 @@ class SessionWard(Dependencies):
         worker: bool = False,
         cookie: str | None = None,
     ) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.defaults()
         self.url = url or self.settings.store
         self.cookie = cookie
         self._want_events = events
