@@ -9,7 +9,7 @@ starts and closed after it ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from ..auth.keys import load_keys
 from ..config import Settings
 from ..events import EventHub, open_event_hub
-from ..jobs import JobWorker
+from ..jobs import JobKind, JobWorker
 from ..limits import FailMode
 from ..ward import Ward, open_ward
 from .deps import Dependencies
@@ -29,7 +29,12 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 class SessionWard(Dependencies):
-    """One ward (and optionally an event hub and a job worker) for one ASGI app."""
+    """One ward (and optionally an event hub and a job worker) for one ASGI app.
+
+    ``kinds`` are the job kinds registered when the ward opens; ``worker=True`` runs them in
+    this process for the app's lifetime. ``cookie`` names an HttpOnly cookie the access token
+    may come in when there is no ``Authorization`` header.
+    """
 
     def __init__(
         self,
@@ -38,6 +43,7 @@ class SessionWard(Dependencies):
         settings: Settings | None = None,
         events: bool = False,
         worker: bool = False,
+        kinds: Sequence[JobKind] = (),
         cookie: str | None = None,
     ) -> None:
         self.settings = settings or Settings.defaults()
@@ -45,6 +51,7 @@ class SessionWard(Dependencies):
         self.cookie = cookie
         self._want_events = events
         self._want_worker = worker
+        self._kinds = tuple(kinds)
         self._ward: Ward | None = None
         self._events: EventHub | None = None
 
@@ -69,6 +76,8 @@ class SessionWard(Dependencies):
             load_keys(self.settings, ward.store.url)  # refuse to start without a usable secret
             if self._want_events:
                 self._events = await stack.enter_async_context(open_event_hub(self.url))
+            for kind in self._kinds:
+                ward.jobs.register(kind)
             self._ward = ward
             try:
                 if self._want_worker:
