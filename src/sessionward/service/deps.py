@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from ..auth.manager import Principal
 from ..errors import InvalidToken, SessionError
+from ..fastapi.deps import access_token
 from ..ward import Ward
 from ..web.client import client_ip
 from .errors import unauthorized
@@ -32,11 +33,11 @@ ClientIp = Annotated[str | None, Depends(get_client_ip)]
 
 async def get_principal(request: Request, ward: WardDep) -> Principal:
     """The bearer token's principal; every request checks the session, not just the JWT."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = access_token(request, cookie=None)
+    if token is None:
         raise unauthorized()
     try:
-        return await ward.auth.authenticate(token.strip())
+        return await ward.auth.authenticate(token)
     except (InvalidToken, SessionError):
         raise unauthorized("The bearer token is invalid, expired or revoked.") from None
 

@@ -1,0 +1,116 @@
+"""The object that owns one app's ward: opened by the app's lifespan, closed on shutdown.
+
+    sw = SessionWard("sqlite:///app.db", settings=Settings(secret_key="..."))
+    app = FastAPI(lifespan=sw.lifespan)
+
+``sw.wrap(my_lifespan)`` composes with the app's own lifespan: the ward is open before it
+starts and closed after it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+
+from ..auth.keys import load_keys
+from ..config import Settings
+from ..events import EventHub, open_event_hub
+from ..jobs import JobKind, JobWorker
+from ..limits import FailMode
+from ..ward import Ward, open_ward
+from .deps import Dependencies
+from .limits import KeyFactory, by_ip, route_limit
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+class SessionWard(Dependencies):
+    """One ward (and optionally an event hub and a job worker) for one ASGI app.
+
+    ``kinds`` are the job kinds registered when the ward opens; ``worker=True`` runs them in
+    this process for the app's lifetime. ``cookie`` names an HttpOnly cookie the access token
+    may come in when there is no ``Authorization`` header.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        events: bool = False,
+        worker: bool = False,
+        kinds: Sequence[JobKind] = (),
+        cookie: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings.defaults()
+        self.url = url or self.settings.store
+        self.cookie = cookie
+        self._want_events = events
+        self._want_worker = worker
+        self._kinds = tuple(kinds)
+        self._ward: Ward | None = None
+        self._events: EventHub | None = None
+
+    @property
+    def ward(self) -> Ward:
+        if self._ward is None:
+            raise RuntimeError(
+                "The ward is not open: pass SessionWard.lifespan (or .wrap(...)) to the app."
+            )
+        return self._ward
+
+    @property
+    def events(self) -> EventHub:
+        if self._events is None:
+            raise RuntimeError("No event hub: build SessionWard(..., events=True).")
+        return self._events
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            ward = await stack.enter_async_context(open_ward(self.url, settings=self.settings))
+            load_keys(self.settings, ward.store.url)  # refuse to start without a usable secret
+            if self._want_events:
+                self._events = await stack.enter_async_context(open_event_hub(self.url))
+            for kind in self._kinds:
+                ward.jobs.register(kind)
+            self._ward = ward
+            try:
+                if self._want_worker:
+                    worker = JobWorker(
+                        ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock
+                    )
+                    await stack.enter_async_context(_running(worker))
+                yield
+            finally:
+                self._ward = self._events = None
+
+    def limit(
+        self, policy: str, *, key: KeyFactory = by_ip, name: str | None = None,
+        fail: FailMode = "closed",
+    ) -> Callable[[Request], Awaitable[None]]:  # fmt: skip
+        """A dependency enforcing ``policy`` on this route, e.g. ``limit("5/minute",
+        key=by_user)``."""
+        return route_limit(self, policy, key=key, name=name, fail=fail)
+
+    def wrap(self, inner: Lifespan) -> Lifespan:
+        """The app's own lifespan, run inside this one."""
+
+        @asynccontextmanager
+        async def both(app: Any) -> AsyncIterator[None]:
+            async with self.lifespan(app), inner(app):
+                yield
+
+        return both
+
+
+@asynccontextmanager
+async def _running(worker: JobWorker) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(worker.run)
+        yield
+        tasks.cancel_scope.cancel()
