@@ -9,9 +9,9 @@ Migrations are append-only: a released one is never edited, a change is a new on
 adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes), users, and
 GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`). Version 3
 adds budgets, user limits, the ledger and holds, with the functions that move money (in
-:mod:`.postgres_ledger_schema`, which is part of that migration). Version 4 adds the job
+:mod:`.budgets_schema`, which is part of that migration). Version 4 adds the job
 queues (``sw_jobs``, ``sw_job_queues``) and the functions that change them
-(:mod:`.postgres_jobs_schema`).
+(:mod:`.jobs_schema`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from ..errors import ConfigurationError
-from .postgres_jobs_schema import JOBS_MIGRATION
-from .postgres_ledger_schema import LEDGER_MIGRATION
+from ...errors import ConfigurationError
+from .budgets_schema import LEDGER_MIGRATION
+from .jobs_schema import JOBS_MIGRATION
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
