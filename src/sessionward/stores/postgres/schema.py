@@ -7,156 +7,83 @@ and no lock, so a role without CREATE privilege can open a schema someone else c
 
 Migrations are append-only: a released one is never edited, a change is a new one. Version 2
 adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes), users, and
-GCRA limits with their decision function ``sw_gcra`` (see :data:`GCRA_FUNCTION`). Version 3
-adds budgets, user limits, the ledger and holds, with the functions that move money (in
-:mod:`.budgets_schema`, which is part of that migration). Version 4 adds the job
-queues (``sw_jobs``, ``sw_job_queues``) and the functions that change them
-(:mod:`.jobs_schema`).
+GCRA limits with their decision function ``sw_gcra``. Version 3 adds budgets, user limits,
+the ledger and holds, with the functions that move money. Version 4 adds the job queues
+(``sw_jobs``, ``sw_job_queues``) and the functions that change them.
+
+The statements live in ``sql/*.sql`` beside this module (``schema.sql``: migrations 1 and 2,
+``budgets.sql``: 3, ``jobs.sql``: 4), named, each formatted with :func:`table_names` by
+``psycopg.sql``; what each function locks, and why that makes it exact, is said there.
+A test pins the text each migration sends, so a released one cannot change by accident.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 
 from ...errors import ConfigurationError
-from .budgets_schema import LEDGER_MIGRATION
-from .jobs_schema import JOBS_MIGRATION
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE {sessions} (
-            session_id text PRIMARY KEY,
-            user_id text NOT NULL,
-            token_hash text NOT NULL UNIQUE,
-            created_at float8 NOT NULL,
-            last_seen_at float8 NOT NULL,
-            idle_timeout float8 NOT NULL,
-            idle_expires_at float8 NOT NULL,
-            expires_at float8 NOT NULL,
-            revoked_at float8,
-            ip text,
-            user_agent text,
-            metadata text NOT NULL,
-            generation integer NOT NULL,
-            seq bigint GENERATED ALWAYS AS IDENTITY
-        )""",
-        # seq breaks created_at ties in creation order, as the memory store does.
-        "CREATE INDEX sw_sessions_by_user ON {sessions} (user_id, created_at, seq)",
-        "CREATE INDEX sw_sessions_by_expiry ON {sessions} (idle_expires_at)",
-        """CREATE TABLE {state} (
-            kind text NOT NULL CHECK (kind IN ('user', 'session')),
-            user_id text NOT NULL,
-            owner_id text NOT NULL,
-            name text NOT NULL,
-            data text NOT NULL,
-            version bigint NOT NULL,
-            PRIMARY KEY (kind, user_id, owner_id, name)
-        )""",
-    ),
-    (
-        # Nullable and without defaults: instant on a large table, and old rows read as
-        # "never rotated".
-        "ALTER TABLE {sessions} ADD COLUMN prev_token_hash text, ADD COLUMN rotated_at float8",
-        # Every hash a session has carried, until a sweep deletes the session.
-        """CREATE TABLE {spent} (
-            token_hash text PRIMARY KEY,
-            session_id text NOT NULL,
-            user_id text NOT NULL
-        )""",
-        "CREATE INDEX sw_spent_tokens_by_session ON {spent} (session_id)",
-        # "C": comparisons and order by code point, as Python's sorted() (list_users pages).
-        """CREATE TABLE {users} (
-            user_id text PRIMARY KEY,
-            username text NOT NULL,
-            username_key text COLLATE "C" NOT NULL UNIQUE,
-            password_hash text NOT NULL,
-            roles text NOT NULL,
-            disabled boolean NOT NULL,
-            created_at float8 NOT NULL,
-            updated_at float8 NOT NULL
-        )""",
-        """CREATE TABLE {limits} (
-            key text COLLATE "C" PRIMARY KEY,
-            tat float8 NOT NULL
-        )""",
-        "CREATE INDEX sw_limits_by_tat ON {limits} (tat)",
-        "{gcra_function}",
-    ),
-    LEDGER_MIGRATION,
-    JOBS_MIGRATION,
-)
-LATEST = len(_MIGRATIONS)
+LATEST = 4
+# The files of the migrations, in order; each says which migration its statements belong to.
+SQL_FILES = ("schema.sql", "budgets.sql", "jobs.sql")
+_MARKER = re.compile(r"-- (name|migration): (\S+)")
 
-# One GCRA decision over many keys, atomic and in one round trip. With ``_apply`` it takes
-# every key's row lock in sorted ("C") key order, each one fully (locked, or inserted by this
-# transaction) before the next, so concurrent calls never deadlock; a key without a row gets
-# a placeholder (TAT -infinity: "absent"), deleted again unless the decision is applied.
-# The clock is read after the locks, so a caller that waited never decides in the past.
-# Without ``_apply`` (a peek) it only reads, in one snapshot. The rule restates
-# ``base.gcra_candidate``; with duplicate keys each check is decided against the stored TAT
-# and the last one's candidate is stored, as the memory store does.
-GCRA_FUNCTION = """CREATE FUNCTION {gcra}(
-    _keys text[], _periods float8[], _capacities float8[], _costs float8[],
-    _apply boolean, _now float8
-) RETURNS TABLE (allowed boolean[], tats float8[], now float8)
-LANGUAGE plpgsql VOLATILE AS $sw_gcra$
-DECLARE
-    _key text;
-    _clock float8;
-    _all boolean;
-    _inserted text[] := ARRAY[]::text[];
-BEGIN
-    IF cardinality(_keys) IS DISTINCT FROM cardinality(_periods)
-        OR cardinality(_keys) IS DISTINCT FROM cardinality(_capacities)
-        OR cardinality(_keys) IS DISTINCT FROM cardinality(_costs) THEN
-        RAISE EXCEPTION 'sw_gcra: the four arrays must have one element per check';
-    END IF;
-    IF _apply THEN
-        FOR _key IN SELECT DISTINCT u.k COLLATE "C" FROM unnest(_keys) AS u(k) ORDER BY 1 LOOP
-            LOOP
-                PERFORM 1 FROM {limits} AS l WHERE l.key = _key FOR UPDATE;
-                EXIT WHEN FOUND;
-                -- Waits for a rival that is inserting the same key, then finds its row.
-                INSERT INTO {limits} (key, tat) VALUES (_key, '-infinity') ON CONFLICT DO NOTHING;
-                IF FOUND THEN
-                    _inserted := _inserted || _key;
-                    EXIT;
-                END IF;
-            END LOOP;
-        END LOOP;
-    END IF;
-    _clock := COALESCE(_now, extract(epoch FROM clock_timestamp())::float8);
-    SELECT COALESCE(array_agg(d.ok ORDER BY d.i), ARRAY[]::boolean[]),
-           COALESCE(array_agg(d.candidate ORDER BY d.i), ARRAY[]::float8[]),
-           COALESCE(bool_and(d.ok), true)
-    INTO allowed, tats, _all
-    FROM (
-        SELECT c.i, c.cost < 0 OR x.candidate - _clock <= c.capacity AS ok, x.candidate
-        FROM unnest(_keys, _periods, _capacities, _costs)
-            WITH ORDINALITY AS c(k, period, capacity, cost, i)
-        LEFT JOIN {limits} AS l ON l.key = c.k
-        CROSS JOIN LATERAL (
-            SELECT GREATEST(GREATEST(l.tat, _clock) + c.cost * c.period, _clock) AS candidate
-        ) AS x
-    ) AS d;
-    IF _apply AND _all THEN
-        UPDATE {limits} AS l SET tat = latest.candidate
-        FROM (
-            SELECT DISTINCT ON (u.k) u.k, u.candidate
-            FROM unnest(_keys, tats) WITH ORDINALITY AS u(k, candidate, i)
-            ORDER BY u.k, u.i DESC
-        ) AS latest
-        WHERE l.key = latest.k;
-    ELSIF cardinality(_inserted) > 0 THEN
-        DELETE FROM {limits} AS l WHERE l.key = ANY(_inserted);
-    END IF;
-    now := _clock;
-    RETURN NEXT;
-END
-$sw_gcra$"""
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a ``.sql`` file: its migration, its name, its text as sent."""
+
+    migration: int
+    name: str
+    text: str
+
+
+def read_sql(file: str) -> list[Statement]:
+    """The statements of ``sql/<file>``: each starts at a ``-- name: <name>`` line (after a
+    ``-- migration: <N>`` line), its comments follow that line, and it ends with ``;``,
+    which is not sent. Text before the first marker is the file's header."""
+    text = (resources.files(__package__) / "sql" / file).read_text("utf-8")
+    found: list[Statement] = []
+    migration, name, body = 0, "", list[str]()
+    for line in [*text.splitlines(), "-- migration: 0"]:  # the last marker ends the last one
+        marker = _MARKER.fullmatch(line)
+        if marker is None:
+            if name and (body or (line.strip() and not line.startswith("--"))):
+                body.append(line)
+            continue
+        if name:
+            found.append(Statement(migration, name, _statement(file, name, body)))
+        kind, value = marker.groups()
+        if kind == "migration":
+            migration, name = int(value), ""
+        elif migration == 0:
+            raise ConfigurationError(f"{file}: '-- name: {value}' before any '-- migration:'")
+        else:
+            name, body = value, []
+    return found
+
+
+def _statement(file: str, name: str, body: list[str]) -> str:
+    text = "\n".join(body).rstrip()
+    if not text.endswith(";"):
+        raise ConfigurationError(f"{file}: statement {name!r} does not end with ';'")
+    return text[:-1]
+
+
+@functools.cache
+def migrations() -> tuple[tuple[str, ...], ...]:
+    """The statements of each migration, in order (read once, at the first migration)."""
+    statements = [s for file in SQL_FILES for s in read_sql(file)]
+    versions = sorted({s.migration for s in statements})
+    assert versions == list(range(1, LATEST + 1)), versions
+    return tuple(tuple(s.text for s in statements if s.migration == v) for v in versions)
 
 
 def lock_key(*parts: str) -> int:
@@ -207,8 +134,7 @@ async def _read_version(conn: AsyncConnection[Any], schema: str) -> int:
 
 async def _apply(conn: AsyncConnection[Any], schema: str, version: int) -> None:
     names = table_names(schema)
-    names["gcra_function"] = sql.SQL(GCRA_FUNCTION).format(**names)
-    for statement in _MIGRATIONS[version - 1]:
+    for statement in migrations()[version - 1]:
         await conn.execute(sql.SQL(statement).format(**names))
     await conn.execute(
         sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(_version_table(schema)),
