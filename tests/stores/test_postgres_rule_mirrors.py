@@ -1,23 +1,30 @@
 """The SQL that restates a rule of ``sessionward.rules`` decides as the Python rule does.
 
-``sw_gcra`` (``sql/schema.sql``) restates ``rules.limits.gcra_candidate`` and ``sw_spend``
-(``sql/budgets.sql``) restates ``rules.budgets.charge_refusal``. One table of inputs goes
+``sw_gcra`` (``sql/schema.sql``) restates ``rules.limits.gcra_candidate``, ``sw_spend``
+(``sql/budgets.sql``) ``rules.budgets.charge_refusal`` and ``sw_pick_jobs``
+(``sql/jobs.sql``) ``rules.jobs.fair_order``. One table of inputs goes
 through the Python rule and through the store's public methods on the real server; the
 outcomes must be equal. A change to either side that the other lacks fails here.
 """
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sessionward.clock import FakeClock
 from sessionward.rules.budgets import charge_refusal
+from sessionward.rules.jobs import fair_order
 from sessionward.rules.limits import gcra_candidate
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import (
     BudgetRow,
     ChargeRequest,
     GcraCheck,
+    JobLimits,
+    JobRow,
+    NewJob,
     NewSessionRow,
     UserBudgetRow,
 )
@@ -124,3 +131,50 @@ async def test_sw_spend_refuses_as_charge_refusal(
     outcome = await store.charge(_request("sid-main", amount, "the-charge"))
 
     assert outcome.status == (charge_refusal(budget, user, amount) or "charged")
+
+
+# (per-user limit, overall limit, seed of the rounds of submits, claims and finishes)
+CLAIM_CASES = [(1, 3, 1), (2, 4, 2), (3, 5, 3), (1, 10, 4), (2, 2, 5)]
+USERS = ("ann", "bob", "cy", "dee")
+
+
+async def _stored_jobs(store: Store) -> list[JobRow]:
+    jobs = [job for user in USERS for job in await store.list_jobs(user, limit=1000)]
+    return sorted(jobs, key=lambda job: job.seq)
+
+
+def _predicted(jobs: list[JobRow], limits: JobLimits, want: int) -> list[str]:
+    running = [job for job in jobs if job.status in ("running", "cancelling")]
+    by_user: dict[str, int] = {}
+    for job in running:
+        by_user[job.user_id] = by_user.get(job.user_id, 0) + 1
+    served: dict[str, float] = {}
+    for job in jobs:
+        if job.started_at is not None:
+            served[job.user_id] = max(served.get(job.user_id, job.started_at), job.started_at)
+    queued = [job for job in jobs if job.status in ("queued", "interrupted")]
+    picked = fair_order(queued, by_user, len(running), limits, want, served)
+    return [job.job_id for job in picked]
+
+
+@pytest.mark.parametrize(("per_user", "overall", "seed"), CLAIM_CASES)
+async def test_sw_pick_jobs_claims_in_fair_order(
+    store: Store, clock: FakeClock, per_user: int, overall: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    limits = JobLimits(per_user, overall)
+    for round_ in range(8):
+        for n in range(rng.randrange(4)):
+            new = NewJob(f"j-{round_}-{n}", rng.choice(USERS), "k", "{}", 1)
+            assert await store.submit_job(new, max_queued=100) is not None
+        jobs = await _stored_jobs(store)
+        for job in jobs:
+            if job.status == "running" and rng.random() < 0.4:
+                assert await store.finish_job(job.job_id, "w", "succeeded", None, None)
+        want = rng.randrange(1, 4)
+        expected = _predicted(await _stored_jobs(store), limits, want)
+
+        claimed = await store.claim_jobs("w", want=want, limits=limits, lease=3600.0)
+
+        assert [job.job_id for job in claimed] == expected
+        clock.advance(1.0)
