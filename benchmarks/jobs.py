@@ -281,7 +281,7 @@ async def _raw_redis(parsed: Any, samples: int) -> list[float]:
 async def _raw_pg(parsed: Any, samples: int) -> list[float]:
     import psycopg
 
-    from sessionward.stores.postgres_core import conninfo
+    from sessionward.stores.postgres.connection import conninfo
 
     info = conninfo(parsed.options)
     times = []

@@ -444,7 +444,7 @@ def _redis_listeners(store: str, kill: bool) -> set[str]:
 def _postgres_listeners(store: str, kill: bool) -> set[str]:
     import psycopg
 
-    from sessionward.events_postgres import wire_channel
+    from sessionward.stores.postgres.events import wire_channel
     from sessionward.urls import PostgresOptions, parse_store_url
 
     options = parse_store_url(store).options

@@ -25,7 +25,7 @@ from sessionward.errors import ConfigurationError, StorageUnavailable
 from sessionward.rules.jobs import fair_order
 from sessionward.rules.sessions import stamp_new_session
 from sessionward.stores import create_store
-from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
+from sessionward.stores.postgres.schema import LATEST, lock_key, migrate
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import ByToken, JobCounts, JobLimits, JobRow, NewJob
 from sessionward.testing.jobs import LEASE, LIMITS

@@ -26,7 +26,7 @@ from psycopg import errors
 from sessionward.clock import FakeClock
 from sessionward.errors import StorageUnavailable
 from sessionward.stores import create_store
-from sessionward.stores.postgres_schema import LATEST, migrate
+from sessionward.stores.postgres.schema import LATEST, migrate
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import ById, ChargeRequest, LedgerEntry, NewSessionRow
 from sessionward.testing.races import run_in_processes

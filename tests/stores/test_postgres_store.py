@@ -30,7 +30,7 @@ from sessionward.errors import ConfigurationError, StorageError, StorageUnavaila
 from sessionward.rules.sessions import stamp_new_session
 from sessionward.stores import create_store
 from sessionward.stores.postgres import PostgresStore
-from sessionward.stores.postgres_schema import LATEST, lock_key, migrate
+from sessionward.stores.postgres.schema import LATEST, lock_key, migrate
 from sessionward.stores.protocols import Store
 from sessionward.stores.records import (
     ById,

@@ -37,7 +37,7 @@ _BACKENDS: dict[str, BackendEntry] = {
     ),
     "postgresql": BackendEntry(
         "sessionward.stores.postgres:PostgresStore",
-        events="sessionward.events_postgres:PostgresTransport",
+        events="sessionward.stores.postgres.events:PostgresTransport",
         extra="postgres",
     ),
 }

@@ -1,7 +1,7 @@
-"""The PostgreSQL store's job queues (a layer of :class:`~.postgres.PostgresStore`).
+"""The PostgreSQL store's job queues (a layer of :class:`~.store.PostgresStore`).
 
 Every operation is one autocommit statement: one round trip. Submit, claim, cancel, reap
-and purge call the PL/pgSQL functions of migration 4 (:mod:`.postgres_jobs_schema`, which
+and purge call the PL/pgSQL functions of migration 4 (:mod:`.jobs_schema`, which
 says why claims are exact: a claim holds the schema's claim lock exclusively, every other
 change to the queues holds it shared). Progress, heartbeats and finishing are single
 ``UPDATE … RETURNING`` statements on the job's row that take no such lock, so a worker's
@@ -25,14 +25,14 @@ from psycopg import sql
 from psycopg.errors import TransactionRollback, UniqueViolation
 from psycopg.rows import TupleRow
 
-from ..clock import Clock
-from ..errors import ConfigurationError, StorageError
-from ..rules.jobs import check_final, reap
-from ..urls import StoreURL
-from .postgres_core import PostgresCore, closed_by_server, fetch_all
-from .postgres_schema import lock_key, table_names
-from .postgres_sql import Params, compose_into
-from .records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from ...clock import Clock
+from ...errors import ConfigurationError, StorageError
+from ...rules.jobs import check_final, reap
+from ...urls import StoreURL
+from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
+from .connection import PostgresCore, closed_by_server, fetch_all
+from .schema import lock_key, table_names
+from .statements import Params, compose_into
 
 _COLUMNS = ", ".join(f"j.{f.name}" for f in fields(JobRow))
 _CLOCK = (
@@ -124,7 +124,7 @@ class PostgresJobs(PostgresCore):
 
     async def _once(self, query: sql.Composed, params: Params) -> list[TupleRow]:
         """One autocommit statement, never repeated once it may have committed: the rule of
-        :meth:`~.postgres_core.PostgresCore._one`, for a statement returning many rows."""
+        :meth:`~.connection.PostgresCore._one`, for a statement returning many rows."""
 
         async def op() -> list[TupleRow]:
             async with self._live_pool().connection() as conn:

@@ -25,9 +25,9 @@ import anyio
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from .stores.postgres_core import Conn, conninfo, is_transient
-from .stores.retry import Retrier
-from .urls import PostgresOptions, StoreURL
+from ...urls import PostgresOptions, StoreURL
+from ..retry import Retrier
+from .connection import Conn, conninfo, is_transient
 
 PAYLOAD_LIMIT = 7900  # PostgreSQL refuses payloads of 8000 bytes or more
 CHUNK = 7800  # room for the chunk header

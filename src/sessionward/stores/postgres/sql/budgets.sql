@@ -1,23 +1,25 @@
-"""Migration 3 of the PostgreSQL store: budgets, user limits, the ledger, holds, and the
-PL/pgSQL functions that move money (one call, one round trip, each).
+-- Migration 3 of the PostgreSQL store: budgets, user limits, the ledger, holds, and the
+-- PL/pgSQL functions that move money (one call, one round trip, each).
+--
+-- Every function takes its locks in one order: the session row FOR SHARE (spends only),
+-- the user's advisory locks (spends only), the session's budget row FOR UPDATE, then its
+-- holds. Nothing else ever writes a budget's ledger lines or holds without holding its budget
+-- row, so a decision made under that lock is exact. They are VOLATILE: in READ COMMITTED
+-- each statement takes a fresh snapshot, so whatever follows a lock sees every commit of the
+-- lock's previous holder. The clock is read after the locks, so a waiter never decides in
+-- the past. The refusal of a spend mirrors sessionward.rules.budgets.charge_refusal.
+--
+-- Format (read by sessionward.stores.postgres.schema.read_sql): a '-- migration: N' line,
+-- then statements, each starting at a '-- name: <name>' line followed by its comments, and
+-- ending with ';' (not sent). {names} are the schema's qualified tables and functions
+-- (schema.table_names), filled in by psycopg.sql. Released migrations are never edited: a
+-- change is a new migration. tests/stores/test_postgres_schema_files.py pins the text sent.
 
-Part of a released migration once shipped: never edit, append a new migration instead.
+-- migration: 3
 
-Every function takes its locks in one order: the session row ``FOR SHARE`` (spends only),
-the user's advisory locks (spends only), the session's budget row ``FOR UPDATE``, then its
-holds. Nothing else ever writes a budget's ledger lines or holds without holding its budget
-row, so a decision made under that lock is exact. They are ``VOLATILE``: in READ COMMITTED
-each statement takes a fresh snapshot, so whatever follows a lock sees every commit of the
-lock's previous holder. The clock is read after the locks, so a waiter never decides in
-the past. Each restates the rule of the reference stores (``memory_ledger``,
-``sqlite_ledger``, ``base.charge_refusal``).
-"""
-
-from __future__ import annotations
-
-TABLES = (
-    # CHECK: the backstop should the code ever overspend (or a hand edit try to).
-    """CREATE TABLE {budgets} (
+-- name: budgets_table
+-- CHECK: the backstop should the code ever overspend (or a hand edit try to).
+CREATE TABLE {budgets} (
         user_id text NOT NULL,
         session_id text NOT NULL,
         budget_limit bigint NOT NULL,
@@ -27,13 +29,17 @@ TABLES = (
         PRIMARY KEY (user_id, session_id),
         CONSTRAINT sw_budgets_within_limit
             CHECK (spent >= 0 AND held >= 0 AND spent + held <= budget_limit)
-    )""",
-    # Only the cap: a user's spent and held are always the sums over their budgets.
-    """CREATE TABLE {user_budgets} (
+    );
+
+-- name: user_budgets_table
+-- Only the cap: a user's spent and held are always the sums over their budgets.
+CREATE TABLE {user_budgets} (
         user_id text PRIMARY KEY,
         budget_limit bigint NOT NULL CHECK (budget_limit >= 0)
-    )""",
-    """CREATE TABLE {ledger} (
+    );
+
+-- name: ledger_table
+CREATE TABLE {ledger} (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         entry_id text NOT NULL UNIQUE,
         user_id text NOT NULL,
@@ -47,32 +53,44 @@ TABLES = (
         CONSTRAINT sw_ledger_signed CHECK (
             (kind = 'charge' AND amount > 0 AND refund_of IS NULL)
             OR (kind = 'refund' AND amount < 0 AND refund_of IS NOT NULL))
-    )""",
-    """CREATE UNIQUE INDEX sw_ledger_by_key ON {ledger} (user_id, session_id, idempotency_key)
-        WHERE idempotency_key IS NOT NULL""",
-    "CREATE INDEX sw_ledger_by_session ON {ledger} (user_id, session_id, seq)",
-    """CREATE TABLE {holds} (
+    );
+
+-- name: sw_ledger_by_key
+CREATE UNIQUE INDEX sw_ledger_by_key ON {ledger} (user_id, session_id, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+-- name: sw_ledger_by_session
+CREATE INDEX sw_ledger_by_session ON {ledger} (user_id, session_id, seq);
+
+-- name: holds_table
+CREATE TABLE {holds} (
         hold_id text PRIMARY KEY,
         user_id text NOT NULL,
         session_id text NOT NULL,
         amount bigint NOT NULL CHECK (amount > 0),
         expires_at float8 NOT NULL
-    )""",
-    "CREATE INDEX sw_holds_by_session ON {holds} (user_id, session_id, expires_at)",
-    "CREATE INDEX sw_holds_by_expiry ON {holds} (expires_at)",
-    """CREATE TYPE {outcome} AS (
+    );
+
+-- name: sw_holds_by_session
+CREATE INDEX sw_holds_by_session ON {holds} (user_id, session_id, expires_at);
+
+-- name: sw_holds_by_expiry
+CREATE INDEX sw_holds_by_expiry ON {holds} (expires_at);
+
+-- name: outcome_type
+CREATE TYPE {outcome} AS (
         status text,
         budget_limit bigint, spent bigint, held bigint, currency text,
         user_limit bigint, user_spent bigint, user_held bigint,
         entry_id text, kind text, amount bigint, idempotency_key text, description text,
         created_at float8, refund_of text,
         hold_id text
-    )""",
-)
+    );
 
-# The outcome of an operation: the budget as given, the user's cap and totals (the sums,
-# including this transaction's writes) when the user has one, the entry, the hold.
-RESULT = """CREATE FUNCTION {result}(_status text, _b {budgets}, _e {ledger}, _hold_id text)
+-- name: result_function
+-- The outcome of an operation: the budget as given, the user's cap and totals (the sums,
+-- including this transaction's writes) when the user has one, the entry, the hold.
+CREATE FUNCTION {result}(_status text, _b {budgets}, _e {ledger}, _hold_id text)
 RETURNS {outcome} LANGUAGE sql VOLATILE AS $sw_result$
     SELECT _status, (_b).budget_limit, (_b).spent, (_b).held, (_b).currency,
            u.budget_limit,
@@ -86,11 +104,12 @@ RETURNS {outcome} LANGUAGE sql VOLATILE AS $sw_result$
         SELECT sum(x.spent)::bigint AS spent, sum(x.held)::bigint AS held
         FROM {budgets} AS x WHERE x.user_id = u.user_id
     ) AS t ON true
-$sw_result$"""
+$sw_result$;
 
-# Releases the expired holds of a budget whose row the caller holds locked. ``held`` is the
-# sum of the holds, so a budget holding nothing has none to look for.
-EXPIRE = """CREATE FUNCTION {expire}(_b {budgets}, _now float8)
+-- name: expire_function
+-- Releases the expired holds of a budget whose row the caller holds locked. held is the
+-- sum of the holds, so a budget holding nothing has none to look for.
+CREATE FUNCTION {expire}(_b {budgets}, _now float8)
 RETURNS {budgets} LANGUAGE plpgsql VOLATILE AS $sw_expire$
 DECLARE
     _gone bigint;
@@ -111,16 +130,19 @@ BEGIN
     END IF;
     RETURN _b;
 END
-$sw_expire$"""
+$sw_expire$;
 
-# A charge, or with _hold a reservation (memory_ledger._spend). The session row FOR SHARE:
-# a revoke waits for this spend, or this spend sees it revoked. Every spend of the user
-# holds _limit_lock shared and set_user_budget holds it exclusively, so the cap cannot change
-# under a spend; when there is a cap, _spend_lock makes the user's spends one at a time, so
-# the sum over the user's budgets is exact. A new budget is created under its own row lock
-# and deleted again if nothing was spent (a refusal stores nothing). The unique key index
-# decides a replay even if the locks above were ever bypassed.
-SPEND = """CREATE FUNCTION {spend}(
+-- name: spend_function
+-- A charge, or with _hold a reservation. Its refusal ('exceeded', then 'user_exceeded')
+-- mirrors sessionward.rules.budgets.charge_refusal; tests/stores/test_postgres_rule_mirrors.py
+-- keeps the two in step. The session row FOR SHARE: a revoke waits for this spend, or this
+-- spend sees it revoked. Every spend of the user holds _limit_lock shared and
+-- set_user_budget holds it exclusively, so the cap cannot change under a spend; when there
+-- is a cap, _spend_lock makes the user's spends one at a time, so the sum over the user's
+-- budgets is exact. A new budget is created under its own row lock and deleted again if
+-- nothing was spent (a refusal stores nothing). The unique key index decides a replay even
+-- if the locks above were ever bypassed.
+CREATE FUNCTION {spend}(
     _user text, _session text, _amount bigint, _entry_id text, _key text, _description text,
     _default_limit bigint, _currency text, _hold_ttl float8, _hold boolean, _now float8,
     _limit_lock bigint, _spend_lock bigint
@@ -212,10 +234,11 @@ BEGIN
     END IF;
     RETURN {result}('charged', _b, _e, NULL);
 END
-$sw_spend$"""
+$sw_spend$;
 
-# memory_ledger.refund, with the expired holds released as everywhere else.
-REFUND = """CREATE FUNCTION {refund}(
+-- name: refund_function
+-- A refund of a charge, with the expired holds released as everywhere else.
+CREATE FUNCTION {refund}(
     _user text, _session text, _charge_id text, _refund_id text, _now float8
 ) RETURNS {outcome} LANGUAGE plpgsql VOLATILE AS $sw_refund$
 DECLARE
@@ -249,10 +272,11 @@ BEGIN
     RETURNING b.* INTO _b;
     RETURN {result}('refunded', _b, _e, NULL);
 END
-$sw_refund$"""
+$sw_refund$;
 
-# Capture (_actual: what to charge, at most the hold) or, with _actual NULL, release.
-SETTLE = """CREATE FUNCTION {settle}(
+-- name: settle_function
+-- Capture (_actual: what to charge, at most the hold) or, with _actual NULL, release.
+CREATE FUNCTION {settle}(
     _user text, _session text, _hold_id text, _actual bigint, _entry_id text,
     _description text, _now float8
 ) RETURNS {outcome} LANGUAGE plpgsql VOLATILE AS $sw_settle$
@@ -290,11 +314,12 @@ BEGIN
     RETURN {result}(CASE WHEN _actual IS NULL THEN 'released' ELSE 'captured' END,
                     _b, _e, _hold_id);
 END
-$sw_settle$"""
+$sw_settle$;
 
-# get_budget (_set false: the stored budget, or the default unstored) and set_budget (no
-# row when the limit is below spent + held). A budget holding nothing is read unlocked.
-BUDGET = """CREATE FUNCTION {budget}(
+-- name: budget_function
+-- get_budget (_set false: the stored budget, or the default unstored) and set_budget (no
+-- row when the limit is below spent + held). A budget holding nothing is read unlocked.
+CREATE FUNCTION {budget}(
     _user text, _session text, _limit bigint, _currency text, _set boolean, _now float8
 ) RETURNS SETOF {budgets} LANGUAGE plpgsql VOLATILE AS $sw_budget$
 DECLARE
@@ -337,11 +362,12 @@ BEGIN
     END IF;
     RETURN NEXT _b;
 END
-$sw_budget$"""
+$sw_budget$;
 
-# set_user_budget: the limit lock held exclusively, so no spend of the user is in progress
-# and the sums are exact; no row when the limit is below them (or when removing the cap).
-USER_LIMIT = """CREATE FUNCTION {user_limit}(_user text, _limit bigint, _limit_lock bigint)
+-- name: user_limit_function
+-- set_user_budget: the limit lock held exclusively, so no spend of the user is in progress
+-- and the sums are exact; no row when the limit is below them (or when removing the cap).
+CREATE FUNCTION {user_limit}(_user text, _limit bigint, _limit_lock bigint)
 RETURNS TABLE (r_limit bigint, r_spent bigint, r_held bigint)
 LANGUAGE plpgsql VOLATILE AS $sw_user_limit$
 BEGIN
@@ -360,6 +386,4 @@ BEGIN
     r_limit := _limit;
     RETURN NEXT;
 END
-$sw_user_limit$"""
-
-LEDGER_MIGRATION = (*TABLES, RESULT, EXPIRE, SPEND, REFUND, SETTLE, BUDGET, USER_LIMIT)
+$sw_user_limit$;

@@ -1,8 +1,9 @@
 """The PostgreSQL store's plumbing: pool, lifecycle, and the retry rules of every call.
 
-:class:`PostgresCore` is the base of :class:`~.postgres.PostgresStore`; the capabilities are
-layered on it (users and limits in :mod:`.postgres_accounts`, sessions and state in
-:mod:`.postgres`), all sharing one pool and one set of composed statements.
+:class:`PostgresCore` is the base of :class:`~.store.PostgresStore`; the capabilities are
+layered on it (one module per capability: :mod:`.sessions`, :mod:`.state`, :mod:`.users`,
+:mod:`.limits`, :mod:`.budgets`, :mod:`.jobs`), all sharing one pool and one set of composed
+statements.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..clock import Clock
-from ..errors import ConfigurationError, SessionwardError, StorageError
-from ..urls import PostgresOptions, StoreURL
-from .postgres_schema import migrate
-from .postgres_sql import Params, compose
-from .records import PoolStats
-from .retry import Retrier
+from ...clock import Clock
+from ...errors import ConfigurationError, SessionwardError, StorageError
+from ...urls import PostgresOptions, StoreURL
+from ..records import PoolStats
+from ..retry import Retrier
+from .schema import migrate
+from .statements import Params, compose
 
 T = TypeVar("T")
 Conn = AsyncConnection[TupleRow]

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
-from .postgres_schema import table_names
-from .records import ByToken, SessionKey, StateScope
+from ..records import ByToken, SessionKey, StateScope
+from .schema import table_names
 
 S = TypeVar("S")
 
@@ -51,6 +51,7 @@ _CLOCK = (
     "WITH clock AS MATERIALIZED ("
     "SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now)"
 )
+_SWEPT = "unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)"
 _BY_HASH = "s.token_hash = %(token_hash)s"
 _BY_ID = "s.session_id = %(session_id)s AND s.user_id = %(user_id)s"
 _STATE_KEY = (
@@ -166,7 +167,7 @@ WHERE t.kind = 'session' AND t.owner_id = d.session_id AND t.user_id = d.user_id
     # After the sweep's DELETE, as its own statement: a fresh snapshot sees a spent hash or
     # a document committed while the sweep waited for the session row. Budget rows go here
     # too (waiting for a refund or capture that holds one); their ledgers and holds in the
-    # sweep's next statement (postgres_ledger), whose snapshot sees what such a one wrote.
+    # sweep's next statement (drop_swept_ledger), whose snapshot sees what such a one wrote.
     "drop_swept": """WITH documents AS (
     DELETE FROM {state} AS t
     USING unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)
@@ -199,6 +200,16 @@ RETURNING t.version""",
     "WHERE kind = %(kind)s AND user_id = %(user_id)s AND owner_id = %(owner_id)s"
     + _OWNER_LIVE
     + ' ORDER BY name COLLATE "C"',
+    # The sweep's last statement, after the one that deleted (so waited for) the budget
+    # rows: its fresh snapshot sees a line written by whoever held one of them.
+    "drop_swept_ledger": "WITH holds AS (DELETE FROM {holds} AS h USING "
+    + _SWEPT
+    + """
+    WHERE h.user_id = d.user_id AND h.session_id = d.session_id)
+DELETE FROM {ledger} AS l USING """
+    + _SWEPT
+    + """
+WHERE l.user_id = d.user_id AND l.session_id = d.session_id""",
 }
 
 
@@ -216,7 +227,7 @@ RETURNING {u_cols}""",
     "list_users": """SELECT {u_cols} FROM {users}
 WHERE %(after)s::text IS NULL OR username_key > %(after)s::text COLLATE "C"
 ORDER BY username_key COLLATE "C" LIMIT %(limit)s""",
-    # The rule of memory_accounts.apply_change; NULL leaves a field as it is.
+    # The rule of rules.users.apply_change; NULL leaves a field as it is.
     "update_user": _CLOCK
     + """
 UPDATE {users} AS u
@@ -267,6 +278,7 @@ class Statements:
     sweep: sql.Composed
     drop_session_state: sql.Composed
     drop_swept: sql.Composed
+    drop_swept_ledger: sql.Composed
     owner_live: sql.Composed
     lock_state: sql.Composed
     create_state: sql.Composed

@@ -1,15 +1,10 @@
-"""The PostgreSQL store's users and GCRA limits (a layer of :class:`~.postgres.PostgresStore`).
+"""The PostgreSQL store's users (a layer of :class:`~.store.PostgresStore`).
 
 Users: one statement each. ``username_key`` is UNIQUE, so a registration is decided by
 ``INSERT … ON CONFLICT DO NOTHING RETURNING``; a conditional change is one ``UPDATE …
 RETURNING`` that names the expected password hash. Writes that must not be repeated after a
 lost connection (a registration, a compare-and-set change) run in a transaction, so a
 connection found dead before COMMIT is still retried.
-
-Limits: a decision over any number of keys is one call of the schema's ``sw_gcra`` function
-(migration 2): one round trip, row locks in sorted key order, every candidate stored only if
-every check allows. A row whose TAT is not ahead of now means the same as no row; sweeps
-delete such rows in bounded batches.
 """
 
 from __future__ import annotations
@@ -19,13 +14,11 @@ from collections.abc import Sequence
 
 from psycopg.rows import TupleRow
 
-from .postgres_core import Conn, PostgresCore, fetch_one
-from .records import GcraCheck, GcraResult, NewUserRow, UserChange, UserRow
+from ..records import NewUserRow, UserChange, UserRow
+from .connection import Conn, PostgresCore, fetch_one
 
 
-class PostgresAccounts(PostgresCore):
-    # users
-
+class PostgresUsers(PostgresCore):
     async def create_user(self, new: NewUserRow) -> UserRow | None:
         params = {
             "user_id": new.user_id,
@@ -73,35 +66,6 @@ class PostgresAccounts(PostgresCore):
 
         # A compare-and-set: a repeat after a lost COMMIT would see its own hash and refuse.
         return await self._transaction(work, idempotent=False)
-
-    # limits
-
-    async def gcra(self, checks: Sequence[GcraCheck], *, apply: bool = True) -> GcraResult:
-        params = {
-            "keys": [c.key for c in checks],
-            "periods": [float(c.period) for c in checks],
-            "capacities": [float(c.capacity) for c in checks],
-            "costs": [float(c.cost) for c in checks],
-            "apply": apply,
-            "now": self._now(),
-        }
-        # A peek writes nothing, so any failure may be retried; a decision is retried only
-        # when the server rolled it back (it must never be counted twice).
-        row = await self._one(self._sql.gcra, params, idempotent=not apply)
-        assert row is not None  # the function returns exactly one row
-        allowed, tats, now = row
-        return GcraResult(tuple(allowed), tuple(float(t) for t in tats), float(now))
-
-    async def reset_limits(self, keys: Sequence[str]) -> None:
-        if keys:
-            await self._one(self._sql.reset_limits, {"keys": list(keys)})
-
-    async def sweep_limits(self, limit: int) -> int:
-        if limit <= 0:
-            return 0
-        row = await self._one(self._sql.sweep_limits, {"limit": limit, "now": self._now()})
-        assert row is not None
-        return int(row[0])
 
 
 def _roles(roles: Sequence[str]) -> str:

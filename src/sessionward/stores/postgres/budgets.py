@@ -1,14 +1,14 @@
-"""The PostgreSQL store's budgets, ledgers and holds (a layer of :class:`~.postgres.PostgresStore`).
+"""The PostgreSQL store's budgets, ledgers and holds (a layer of :class:`~.store.PostgresStore`).
 
 Each operation that moves money is one call of a PL/pgSQL function of migration 3 (see
-:mod:`.postgres_ledger_schema` for the locks each takes and why they make it exact): one
+:mod:`.budgets_schema` for the locks each takes and why they make it exact): one
 autocommit statement, one round trip. Its locks are held only while the server runs it
 (and flushes its commit), never across a client round trip, so a session's charges queue
 on its budget row for as short a time as possible; measured against BEGIN, call, COMMIT
 (which holds the locks through the client's COMMIT round trip) it doubles the charges a
 hot session takes per second. A call is never repeated once sent unless the server rolled
 it back (a connection lost during it may have come after its commit); a pooled
-connection the server had already closed is replaced before sending (``postgres_core``).
+connection the server had already closed is replaced before sending (:mod:`.connection`).
 Reads are one statement each; ``get_budget``, ``set_budget`` and ``set_user_budget`` set
 values, so they may be repeated.
 """
@@ -20,12 +20,9 @@ from typing import Any
 
 from psycopg import sql
 
-from ..clock import Clock
-from ..urls import StoreURL
-from .postgres_core import Conn, PostgresCore
-from .postgres_schema import lock_key, table_names
-from .postgres_sql import Params, compose_into
-from .records import (
+from ...clock import Clock
+from ...urls import StoreURL
+from ..records import (
     BudgetOutcome,
     BudgetRow,
     ChargeRequest,
@@ -33,11 +30,13 @@ from .records import (
     LedgerProblem,
     UserBudgetRow,
 )
+from .connection import PostgresCore
+from .schema import lock_key, table_names
+from .statements import Params, compose_into
 
 _ENTRY = ("l.entry_id, l.user_id, l.session_id, l.kind, l.amount, l.idempotency_key, "
           "l.description, l.created_at, l.refund_of")  # fmt: skip
 _CLOCK = "COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8)"
-_SWEPT = "unnest(%(session_ids)s::text[], %(user_ids)s::text[]) AS d(session_id, user_id)"
 
 _TEMPLATES = {
     "spend": """SELECT * FROM {spend}(%(user_id)s, %(session_id)s, %(amount)s::int8,
@@ -99,12 +98,6 @@ LEFT JOIN (SELECT user_id, session_id, sum(amount) AS total FROM {holds}
        ON h.user_id = k.user_id AND h.session_id = k.session_id
 WHERE COALESCE(b.spent, 0) <> COALESCE(l.total, 0) OR COALESCE(b.held, 0) <> COALESCE(h.total, 0)
 ORDER BY k.user_id, k.session_id""",
-    # The sweep's last statement, after the one that deleted (so waited for) the budget
-    # rows: its fresh snapshot sees a line written by whoever held one of them.
-    "drop_swept_ledger": """WITH holds AS (DELETE FROM {holds} AS h USING {swept}
-    WHERE h.user_id = d.user_id AND h.session_id = d.session_id)
-DELETE FROM {ledger} AS l USING {swept}
-WHERE l.user_id = d.user_id AND l.session_id = d.session_id""",
 }
 
 
@@ -119,16 +112,14 @@ class LedgerStatements:
     list_charges: sql.Composed
     sweep_holds: sql.Composed
     verify: sql.Composed
-    drop_swept_ledger: sql.Composed
 
 
 def compose_ledger(schema: str) -> LedgerStatements:
-    names = {**table_names(schema), "entry": sql.SQL(_ENTRY), "clock": sql.SQL(_CLOCK),
-             "swept": sql.SQL(_SWEPT)}  # fmt: skip
+    names = {**table_names(schema), "entry": sql.SQL(_ENTRY), "clock": sql.SQL(_CLOCK)}
     return compose_into(LedgerStatements, _TEMPLATES, names)
 
 
-class PostgresLedger(PostgresCore):
+class PostgresBudgets(PostgresCore):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
         self._ledger = compose_ledger(self._schema)
@@ -232,10 +223,6 @@ class PostgresLedger(PostgresCore):
             if held != holds:
                 problems.append(LedgerProblem(user, sid, "held", held, holds))
         return problems
-
-    async def _drop_swept_ledger(self, conn: Conn, params: Params) -> None:
-        """Delete the ledgers and holds of swept sessions (after their budget rows)."""
-        await conn.execute(self._ledger.drop_swept_ledger, params)
 
 
 def _outcome(row: Any, user_id: str, session_id: str) -> BudgetOutcome:

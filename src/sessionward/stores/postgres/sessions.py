@@ -1,4 +1,4 @@
-"""PostgreSQL store: psycopg 3 and an async connection pool, tables in one named schema.
+"""The PostgreSQL store's sessions (a layer of :class:`~.store.PostgresStore`).
 
 Each operation is one statement, or one short transaction that takes its locks in one
 order (the user's advisory lock, then session rows, then state rows), so it is atomic
@@ -11,17 +11,12 @@ Rotation keeps history: the old hash becomes ``prev_token_hash`` and a row of
 ``sw_spent_tokens`` (deleted with the session by a sweep). A refresh is one transaction that
 first locks the session carrying, or once carrying, the presented hash (``FOR UPDATE``), so
 parallel refreshes of one session run one after the other; the outcome is then decided by
-the same rule as every backend (``base.refresh_of_spent``).
+the same rule as every backend (``rules.sessions.refresh_of_spent``).
 
 Failures: connection loss, pool timeouts, deadlocks and serialization failures are
 retried. A transaction that failed before COMMIT was rolled back, so even a
 compare-and-set is retried then; one that lost its connection during COMMIT may have been
 applied, so a compare-and-set is not repeated and raises ``StorageUnavailable``.
-
-Modules: the pool, lifecycle and retry rules are in :mod:`.postgres_core`, users and limits
-in :mod:`.postgres_accounts`, budgets and ledgers in :mod:`.postgres_ledger`, statements in
-:mod:`.postgres_sql`, tables and migrations in :mod:`.postgres_schema` (and the ledger's
-functions in :mod:`.postgres_ledger_schema`); this one holds sessions and state.
 """
 
 from __future__ import annotations
@@ -32,36 +27,15 @@ from typing import Any
 
 from psycopg.rows import TupleRow
 
-from ..errors import ConfigurationError
-from ..rules.sessions import refresh_of_spent, stamp_new_session
-from ..rules.state import version_matches
-from .postgres_accounts import PostgresAccounts
-from .postgres_core import Conn, conninfo, fetch_all, fetch_one, is_transient
-from .postgres_jobs import PostgresJobs
-from .postgres_ledger import PostgresLedger
-from .postgres_schema import lock_key
-from .postgres_sql import Params, key_params, state_params
-from .records import (
-    ById,
-    Created,
-    Lookup,
-    NewSessionRow,
-    Refreshed,
-    SessionKey,
-    SessionRow,
-    StateRow,
-    StateScope,
-    StateWrite,
-)
-
-__all__ = ["PostgresStore", "conninfo", "is_transient"]
+from ...errors import ConfigurationError
+from ...rules.sessions import refresh_of_spent, stamp_new_session
+from ..records import ById, Created, Lookup, NewSessionRow, Refreshed, SessionKey, SessionRow
+from .connection import Conn, PostgresCore, fetch_all, fetch_one
+from .schema import lock_key
+from .statements import key_params
 
 
-class PostgresStore(PostgresAccounts, PostgresLedger, PostgresJobs):
-    """Sessions and state; users and limits come from :class:`PostgresAccounts`, budgets
-    and ledgers from :class:`~.postgres_ledger.PostgresLedger`, the pool and the retry rules
-    from :class:`~.postgres_core.PostgresCore`."""
-
+class PostgresSessions(PostgresCore):
     async def _lock_user(self, conn: Conn, user_id: str) -> float:
         """Serialize with every other writer of this user's session list; return now."""
         key = lock_key(self._schema, "user", user_id)
@@ -90,8 +64,6 @@ class PostgresStore(PostgresAccounts, PostgresLedger, PostgresJobs):
         await self._drop_state(conn, revoked)
         done = {r[0] for r in revoked}
         return tuple(s for s in session_ids if s in done)
-
-    # sessions
 
     async def create_session(
         self, new: NewSessionRow, *, max_sessions: int, evict_oldest: bool
@@ -196,76 +168,10 @@ class PostgresStore(PostgresAccounts, PostgresLedger, PostgresJobs):
             if swept:  # their state, spent hashes, budgets, ledgers and holds go with them
                 params = {"session_ids": [r[0] for r in swept], "user_ids": [r[1] for r in swept]}
                 await conn.execute(self._sql.drop_swept, params)
-                await self._drop_swept_ledger(conn, params)
+                await conn.execute(self._sql.drop_swept_ledger, params)
             return len(swept)
 
         return await self._transaction(work)
-
-    # state
-
-    async def get_state(self, scope: StateScope, name: str) -> StateRow | None:
-        params = {**state_params(scope, name), "now": self._now()}
-        row = await self._one(self._sql.get_state, params)
-        return None if row is None else StateRow(row[0], row[1])
-
-    async def put_state(
-        self, scope: StateScope, name: str, data: str, *, expected_version: int | None
-    ) -> StateWrite:
-        params = {**state_params(scope, name), "data": data, "now": self._now()}
-
-        async def work(conn: Conn) -> StateWrite:
-            return await self._write_state(conn, scope, params, expected_version)
-
-        return await self._transaction(work, idempotent=False)
-
-    async def _write_state(
-        self, conn: Conn, scope: StateScope, params: Params, expected: int | None
-    ) -> StateWrite:
-        live = await self._owner_live(conn, scope, params)
-        current = await self._locked_version(conn, params)
-        if live and current is None and expected in (None, 0):
-            if await fetch_one(conn, self._sql.create_state, params) is not None:
-                return StateWrite(True, 1)
-            current = await self._locked_version(conn, params)  # a rival's, locked by us now
-        if not live:
-            return StateWrite(False, current, owner_live=False)
-        if not version_matches(current, expected):
-            return StateWrite(False, current)
-        row = await fetch_one(conn, self._sql.update_state, params)
-        assert row is not None  # the row is locked by this transaction
-        return StateWrite(True, int(row[0]))
-
-    async def _owner_live(self, conn: Conn, scope: StateScope, params: Params) -> bool:
-        if scope.kind == "user":
-            return True
-        row = await fetch_one(conn, self._sql.owner_live, params)
-        return row is not None and bool(row[0])
-
-    async def _locked_version(self, conn: Conn, params: Params) -> int | None:
-        row = await fetch_one(conn, self._sql.lock_state, params)
-        return None if row is None else int(row[0])
-
-    async def delete_state(
-        self, scope: StateScope, name: str, *, expected_version: int | None
-    ) -> StateWrite:
-        params = {**state_params(scope, name), "now": self._now()}
-
-        async def work(conn: Conn) -> StateWrite:
-            live = await self._owner_live(conn, scope, params)
-            current = await self._locked_version(conn, params)
-            if not live:
-                return StateWrite(False, current, owner_live=False)
-            if current is None or not version_matches(current, expected_version):
-                return StateWrite(False, current)
-            await conn.execute(self._sql.delete_state, params)
-            return StateWrite(True, None)
-
-        return await self._transaction(work, idempotent=expected_version is None)
-
-    async def list_state(self, scope: StateScope) -> list[str]:
-        params = {**state_params(scope, ""), "now": self._now()}
-        rows = await self._all(self._sql.state_names, params)
-        return [str(r[0]) for r in rows]
 
 
 def _session(row: Sequence[Any]) -> SessionRow:
