@@ -26,6 +26,7 @@ from sessionward.stores import create_store
 from sessionward.stores.records import GcraCheck, GcraResult
 from sessionward.stores.redis import RedisStore
 from sessionward.stores.redis.connection import pack_command
+from sessionward.testing import wait_until_async
 from sessionward.testing.races import race
 from tests.stores.test_redis_store import RoundTrips, prefix
 
@@ -407,7 +408,11 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced_unseen(
     await store.gcra([per_hour("k", 5)])
     own = await store._lease.call(pack_command("CLIENT", "ID"))
     await raw.client_kill_filter(_id=own)
-    await anyio.sleep(0.05)  # the close reaches this process
+
+    async def gone() -> bool:  # the server has closed it: its close is on the way to us
+        return all(int(c["id"]) != own for c in await raw.client_list())
+
+    await wait_until_async(gone, timeout=5, what="the server closing the connection")
     decided = await store.gcra([per_hour("k", 5)])  # sent on a new connection, once
     assert decided.allowed == (True,)
     assert await store._lease.call(pack_command("CLIENT", "ID")) != own

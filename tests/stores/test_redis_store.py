@@ -1179,7 +1179,7 @@ class Script:
         refund_id = self.entry_id((user, sid), self.entries)
 
         async def op(s: Store) -> object:
-            # memory_ledger's refund alone keeps a session's expired holds (SQLite's and ours
+            # the memory store's refund alone keeps a session's expired holds (SQLite's and ours
             # release them first, as every other operation does): releasing them first keeps
             # this comparison about the refund
             await s.get_budget(user, sid, default_limit=self.BUDGET, currency="USD")

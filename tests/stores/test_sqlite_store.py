@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -17,6 +16,7 @@ from sessionward import ConfigurationError, Settings, StorageError, open_ward
 from sessionward.stores import create_store
 from sessionward.stores.sqlite import SqliteStore
 from sessionward.stores.sqlite.schema import SCHEMA_VERSION
+from sessionward.testing import wait_until_async
 from sessionward.testing.races import run_in_processes
 
 pytestmark = pytest.mark.anyio
@@ -133,10 +133,12 @@ async def test_a_killed_charge_storm_loses_nothing_committed(tmp_path: Path) -> 
     args = (url, session.user_id, session.session_id, str(acknowledged))
     child = spawn.Process(target=_charge_storm, args=args)
     child.start()
-    deadline = time.monotonic() + 60
-    while not acknowledged.exists() or acknowledged.read_text().count("\n") < 300:
-        assert time.monotonic() < deadline and child.is_alive(), "the storm never got going"
-        await anyio.sleep(0.01)
+
+    async def going() -> bool:
+        assert child.is_alive(), "the storm's process died"
+        return acknowledged.exists() and acknowledged.read_text().count("\n") >= 300
+
+    await wait_until_async(going, timeout=60, what="300 acknowledged charges")
     os.kill(child.pid or 0, signal.SIGKILL)
     child.join(30)
     acked = dict(line.split() for line in acknowledged.read_text().splitlines() if " " in line)

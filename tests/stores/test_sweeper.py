@@ -8,11 +8,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
 from sessionward import FakeClock, Settings, open_ward
 from sessionward.errors import StorageUnavailable
+from sessionward.testing import wait_until_async
 from tests.conftest import url_for
 
 pytestmark = pytest.mark.anyio
@@ -29,10 +29,11 @@ def _rows(url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM sw_sessions").fetchone()[0])
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
+async def _until(predicate: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return predicate()
+
+    await wait_until_async(check, what="the sweep")
 
 
 async def test_the_sweeper_deletes_expired_sessions_by_itself(tmp_path: Path) -> None:
