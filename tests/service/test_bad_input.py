@@ -115,3 +115,16 @@ def test_a_job_id_no_job_can_have_is_not_found(
     assert_error(client.get(f"/v1/jobs/{job_id}", headers=auth), 404, "not_found")
     assert_error(client.post(f"/v1/jobs/{job_id}/cancel", headers=auth), 404, "not_found")
     assert_error(client.get(f"/v1/jobs/{job_id}/events", headers=auth), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [("/v1/jobs", "/v1/jobs"), ("/v1/budget/charges", "/v1/budget/charges"),
+     ("/v1/state/user/doc", "/v1/state/{scope}/{name}")],
+)  # fmt: skip
+def test_405_names_every_method_of_the_path(client: httpx.Client, path: str, template: str) -> None:
+    documented = {m.upper() for m in client.get("/openapi.json").json()["paths"][template]}
+    answer = client.request("PATCH", path)
+    assert_error(answer, 405, "method_not_allowed")
+    allowed = {m.strip() for m in answer.headers["Allow"].split(",")} - {"HEAD"}
+    assert len(documented) > 1 and allowed == documented

@@ -10,12 +10,14 @@ into a traceback. Unexpected exceptions are logged with their traceback and answ
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Route
 
 from .. import errors as e
 from ..web.errors import (
@@ -55,7 +57,7 @@ def install(app: FastAPI) -> None:
     async def http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = _allowed(request) or (exc.headers or {}).get("Allow", "")
             return respond(ApiError(405, "method_not_allowed", "Method not allowed.",
                                     headers={"Allow": allow} if allow else {}))  # fmt: skip
         if exc.status_code == 404:
@@ -79,3 +81,24 @@ def _field(error: Any) -> dict[str, str]:
     if error.get("loc", ("",))[0] == "header":
         name = "-".join(p.capitalize() for p in loc[1:] or ["header"]) if loc else "header"
     return {"field": name, "message": str(error.get("msg", "invalid"))}
+
+
+def _allowed(request: Request) -> str:
+    """Every method the path takes. Starlette's 405 names only the first route that matched
+    the path, where a path served by several routes (GET and POST of ``/v1/jobs``) takes more.
+    The service includes its routers without a prefix, so their routes match as they are."""
+    methods: set[str] = set()
+    scope = {**request.scope, "method": ""}
+    for route in _routes(request.app.router.routes):
+        if route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def _routes(routes: Sequence[BaseRoute]) -> Iterator[Route]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            yield from _routes(included.routes)
+        elif isinstance(route, Route):
+            yield route
