@@ -11,5 +11,14 @@ from .app_ward import SessionWard
 from .deps import access_token
 from .errors import install_handlers
 from .limits import by_ip, by_session, by_user
+from .websocket import GuardedWebSocket
 
-__all__ = ["SessionWard", "access_token", "by_ip", "by_session", "by_user", "install_handlers"]
+__all__ = [
+    "GuardedWebSocket",
+    "SessionWard",
+    "access_token",
+    "by_ip",
+    "by_session",
+    "by_user",
+    "install_handlers",
+]

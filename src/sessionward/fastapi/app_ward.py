@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from ..auth.keys import load_keys
 from ..config import Settings
@@ -24,6 +25,7 @@ from ..limits import FailMode
 from ..ward import Ward, open_ward
 from .deps import Dependencies
 from .limits import KeyFactory, by_ip, route_limit
+from .websocket import GuardedWebSocket
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -75,7 +77,11 @@ class SessionWard(Dependencies):
             ward = await stack.enter_async_context(open_ward(self.url, settings=self.settings))
             load_keys(self.settings, ward.store.url)  # refuse to start without a usable secret
             if self._want_events:
-                self._events = await stack.enter_async_context(open_event_hub(self.url))
+                # a WebSocket message's JSON escapes may take six times its size on the wire
+                most = 6 * self.settings.ws_max_message_bytes + 4096
+                self._events = await stack.enter_async_context(
+                    open_event_hub(self.url, max_event_bytes=most)
+                )
             for kind in self._kinds:
                 ward.jobs.register(kind)
             self._ward = ward
@@ -96,6 +102,12 @@ class SessionWard(Dependencies):
         """A dependency enforcing ``policy`` on this route, e.g. ``limit("5/minute",
         key=by_user)``."""
         return route_limit(self, policy, key=key, name=name, fail=fail)
+
+    def websocket(self, websocket: WebSocket, **options: Any) -> GuardedWebSocket:
+        """The guard for one of the app's WebSocket routes, with this ward and (if
+        ``events=True``) its hub: ``async with sw.websocket(ws) as guarded: ...``. The
+        options are :class:`GuardedWebSocket`'s (``shapes``, ``rate``, ``channels``, ...)."""
+        return GuardedWebSocket(websocket, self.ward, self._events, **options)
 
     def wrap(self, inner: Lifespan) -> Lifespan:
         """The app's own lifespan, run inside this one."""
