@@ -11,11 +11,12 @@ from .app_ward import SessionWard
 from .deps import access_token
 from .errors import install_handlers
 from .limits import by_ip, by_session, by_user
-from .websocket import GuardedWebSocket
+from .websocket import GuardedWebSocket, WebSocketRefused
 
 __all__ = [
     "GuardedWebSocket",
     "SessionWard",
+    "WebSocketRefused",
     "access_token",
     "by_ip",
     "by_session",

@@ -1,6 +1,9 @@
 """A guard for your own WebSocket route: authentication, a per-session message rate, a size
 limit, and a close within a second of the session's revocation (docs/websocket.md).
 
+    app = FastAPI(lifespan=sw.lifespan)
+    install_handlers(app)       # a refused socket (WebSocketRefused) ends the route quietly
+
     @app.websocket("/ws")
     async def chat(websocket: WebSocket) -> None:
         async with sw.websocket(websocket) as guarded:
@@ -9,9 +12,9 @@ limit, and a close within a second of the session's revocation (docs/websocket.m
 
 Entering accepts the socket and authenticates it (a first frame ``{"type": "auth",
 "access_token": ...}`` or a ``bearer.<token>`` subprotocol), then sends ``{"type": "ready",
-"session_id": ...}``. A refused socket is closed with the documented code and the body is
-cancelled at its first ``await``. While the body runs, background tasks forward the user's
-channel of the event hub to the socket and re-read the session every
+"session_id": ...}``. A refused socket is closed with the documented code and entering raises
+:class:`WebSocketRefused`, so the body never runs. While the body runs, background tasks
+forward the user's channel of the event hub to the socket and re-read the session every
 ``ws_session_check_interval``; whatever closes the socket (revocation 4401, a flood 1008, a
 frame too big 1009, the hub shutting down 1012) cancels the body too.
 """
@@ -48,6 +51,16 @@ UNAUTHORIZED = 4401
 MAX_DROPPED = 10  # rate-limited messages in a row before the socket is closed
 MAX_CHECK_FAILURES = 10  # session checks in a row the store could not answer
 BEARER_PREFIX = "bearer."  # a subprotocol carrying the access token
+
+
+class WebSocketRefused(Exception):
+    """The guard refused the socket and has closed it with ``code``; ``install_handlers``
+    turns it into a quiet end of the route."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"WebSocket refused ({code}): {reason}")
+        self.code = code
+        self.reason = reason
 
 
 def error_frame(code: str, **extra: Any) -> dict[str, Any]:
@@ -92,6 +105,7 @@ class GuardedWebSocket:
         self._scope: anyio.CancelScope | None = None
         self._principal: Principal | None = None
         self._closed = False
+        self._close_code = (NORMAL, "")
         self._dropped = 0
 
     # who
@@ -100,7 +114,7 @@ class GuardedWebSocket:
     def principal(self) -> Principal:
         """The signed-in principal; ``RuntimeError`` if the socket was refused."""
         if self._principal is None:
-            raise RuntimeError("the WebSocket was refused: the body is cancelled")
+            raise RuntimeError("not authenticated: use the guard inside `async with`")
         return self._principal
 
     @property
@@ -122,10 +136,7 @@ class GuardedWebSocket:
         try:
             principal = await self._authenticate()
             if principal is None:
-                refused = anyio.CancelScope()
-                refused.cancel()
-                self._scope = self._stack.enter_context(refused)
-                return self
+                raise WebSocketRefused(*self._close_code)
             self._principal = principal
             subscriptions: list[Subscription] = []
             if self._hub is not None:
@@ -206,6 +217,7 @@ class GuardedWebSocket:
             if self._closed:
                 return
             self._closed = True
+            self._close_code = (code, reason)
             if self._ws.application_state == WebSocketState.CONNECTED:
                 with suppress(WebSocketDisconnect, OSError, RuntimeError):
                     await self._ws.close(code, reason)
@@ -309,6 +321,7 @@ class GuardedWebSocket:
         return frame
 
     def _gone(self) -> None:
-        self._closed = True
+        if not self._closed:
+            self._closed, self._close_code = True, (1006, "the client went away")
         if self._scope is not None:
             self._scope.cancel()

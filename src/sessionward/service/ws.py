@@ -16,7 +16,7 @@ from __future__ import annotations
 from fastapi import APIRouter, WebSocket
 
 from ..clock import iso_utc
-from ..fastapi.websocket import GuardedWebSocket
+from ..fastapi.websocket import GuardedWebSocket, WebSocketRefused
 from ..web.ws_frames import CHAT
 
 router = APIRouter()
@@ -26,7 +26,10 @@ router = APIRouter()
 async def websocket_endpoint(websocket: WebSocket) -> None:
     ward = websocket.app.state.ward
     guard = GuardedWebSocket(websocket, ward, websocket.app.state.events, shapes=CHAT)
-    async with guard as guarded:
-        async for message in guarded:
-            at = iso_utc(ward.clock.now())
-            await guarded.publish({"type": "message", "text": message["text"], "at": at})
+    try:
+        async with guard as guarded:
+            async for message in guarded:
+                at = iso_utc(ward.clock.now())
+                await guarded.publish({"type": "message", "text": message["text"], "at": at})
+    except WebSocketRefused:
+        return  # closed with its code (1008, 4401, 1013) already
