@@ -166,10 +166,11 @@ class GuardedWebSocket:
     ) -> bool:
         if self._scope is not None:
             self._scope.cancel()  # the background loops end with the body
-        try:
-            return bool(await self._stack.__aexit__(kind, exc, tb))
-        finally:
-            await self.close(NORMAL, "")
+        # an exception of the body's propagates as itself with the socket open, so the app's
+        # handler (e.g. Starlette's for WebSocketException) picks the close code
+        suppressed = bool(await self._stack.__aexit__(kind, exc, tb))
+        await self.close(NORMAL, "")
+        return suppressed
 
     # messages
 
