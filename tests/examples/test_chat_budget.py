@@ -1,6 +1,6 @@
 """examples/chat_budget run as written: real uvicorn processes, real HTTP and WebSocket.
 
-On SQLite and on Redis one process; on Redis also two processes sharing the store, where a
+On SQLite, Redis and PostgreSQL one process; on Redis also two processes sharing the store, where a
 chat message and a logout cross from one to the other. Each app allows 6 chat frames a
 minute per session, so the seventh is refused however fast this machine is.
 """
@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from sessionward.testing.waiting import wait_until
-from tests.conftest import url_for
+from tests.conftest import SHARED_BACKENDS, url_for
 from tests.service.server import FAST_ARGON2, free_port
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +90,7 @@ def _answers(app: App) -> bool:
         return False
 
 
-@pytest.fixture(scope="module", params=["sqlite", "redis"])
+@pytest.fixture(scope="module", params=SHARED_BACKENDS)
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     workdir = tmp_path_factory.mktemp("chat")
     started = start_app(url_for(str(request.param), workdir), workdir)

@@ -1,5 +1,5 @@
 """The WebSocket guard in a user's own app, served by a real uvicorn in this event loop on a
-loopback port, driven by a real WebSocket client, on SQLite and Redis.
+loopback port, driven by a real WebSocket client, on SQLite, Redis and PostgreSQL.
 
 What /v1/ws already proves through the guard (tests/service/test_ws.py: the rate, the flood,
 invalid frames, the size limit, cross-instance revocation) is not repeated here; these are
@@ -29,7 +29,7 @@ from sessionward import Settings
 from sessionward.auth.manager import TokenPair
 from sessionward.fastapi import GuardedWebSocket, SessionWard, install_handlers
 from sessionward.testing.waiting import wait_until_async
-from tests.conftest import url_for
+from tests.conftest import SHARED_BACKENDS, url_for
 from tests.service.server import free_port
 
 pytestmark = pytest.mark.anyio
@@ -88,7 +88,7 @@ def build(store: str) -> tuple[FastAPI, Served]:
     return app, served
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=SHARED_BACKENDS)
 async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
     app, served = build(url_for(str(request.param), tmp_path))
     port = free_port()

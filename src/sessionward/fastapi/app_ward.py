@@ -9,7 +9,7 @@ starts and closed after it ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..events import EventHub, open_event_hub
 from ..jobs import JobKind, JobWorker
 from ..limits import FailMode
 from ..ward import Ward, open_ward
+from ..web.ws_frames import CHAT, Shapes
 from .deps import Dependencies
 from .limits import KeyFactory, by_ip, route_limit
 from .websocket import GuardedWebSocket
@@ -103,11 +104,21 @@ class SessionWard(Dependencies):
         key=by_user)``."""
         return route_limit(self, policy, key=key, name=name, fail=fail)
 
-    def websocket(self, websocket: WebSocket, **options: Any) -> GuardedWebSocket:
+    def websocket(
+        self,
+        websocket: WebSocket,
+        *,
+        shapes: Shapes = CHAT,
+        rate: str | None = None,
+        name: str = "ws",
+        channels: Iterable[str] = (),
+        subprotocol: str = "sessionward",
+    ) -> GuardedWebSocket:
         """The guard for one of the app's WebSocket routes, with this ward and (if
-        ``events=True``) its hub: ``async with sw.websocket(ws) as guarded: ...``. The
-        options are :class:`GuardedWebSocket`'s (``shapes``, ``rate``, ``channels``, ...)."""
-        return GuardedWebSocket(websocket, self.ward, self._events, **options)
+        ``events=True``) its hub: ``async with sw.websocket(ws) as guarded: ...``
+        (:class:`~sessionward.fastapi.websocket.GuardedWebSocket` explains the options)."""
+        return GuardedWebSocket(websocket, self.ward, self._events, shapes=shapes, rate=rate,
+                                name=name, channels=channels, subprotocol=subprotocol)  # fmt: skip
 
     def wrap(self, inner: Lifespan) -> Lifespan:
         """The app's own lifespan, run inside this one."""
