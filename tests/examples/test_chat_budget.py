@@ -1,23 +1,17 @@
 """examples/chat_budget run as written: real uvicorn processes, real HTTP and WebSocket.
 
-On SQLite, Redis and PostgreSQL one process; on Redis also two processes sharing the store, where a
-chat message and a logout cross from one to the other. Each app allows 6 chat frames a
-minute per session, so the seventh is refused however fast this machine is.
+On SQLite, Redis and PostgreSQL one process; on Redis also two processes sharing the
+store, where a chat message and a logout cross from one to the other. Each app allows 6
+chat frames a minute per session, so the seventh is refused however fast this machine is.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,68 +20,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from sessionward.testing.waiting import wait_until
 from tests.conftest import SHARED_BACKENDS, url_for
-from tests.service.server import FAST_ARGON2, free_port
+
+from .chat_app import DEADLINE, PASSWORD, App, start_app
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "chat_budget"
-PASSWORD = "a long enough password"
-DEADLINE = 5.0
-ENV = {
-    **FAST_ARGON2,
-    "APP_SECRET": "chat-budget-test-secret-" + "c" * 32,
-    "APP_BUDGET": "600",  # two tests of 250, not three
-    "APP_CHAT_RATE": "6/minute",
-    "APP_REGISTER_RATE": "1000/minute",
-    "SESSIONWARD_LOGIN_MAX_FAILURES": "3",
-    "SESSIONWARD_WS_AUTH_TIMEOUT": "0.5",
-    "PYTHONWARNINGS": "default::ResourceWarning",
-}
 revocation_times: list[float] = []
-
-
-@dataclass
-class App:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        text = self.log.read_text()
-        for sign in ("Traceback", "Exception in ASGI", "never awaited", "ResourceWarning"):
-            assert sign not in text, f"{sign} in {self.log}:\n{text[-3000:]}"
-
-
-def start_app(store: str, workdir: Path) -> App:
-    port = free_port()
-    log = workdir / f"app-{port}.log"
-    env = {**os.environ, **ENV, "APP_STORE": store}
-    command = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLE),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    app = App(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: _answers(app), timeout=60, what="the example app starting")
-    except BaseException:
-        app.stop()
-        raise
-    return app
-
-
-def _answers(app: App) -> bool:
-    if app.proc.poll() is not None:
-        raise RuntimeError(f"the app exited: {app.log.read_text()[-3000:]}")
-    try:
-        return httpx.get(app.url + "/", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module", params=SHARED_BACKENDS)
