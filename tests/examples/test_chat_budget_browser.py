@@ -1,5 +1,6 @@
 """The chat_budget page in headless Chromium: register, log in, chat, order a test and see
-the budget fall, then the lockout message after failed logins. A screenshot is kept."""
+the budget fall; the lockout message after failed logins; the rate-limit message. A
+screenshot is kept."""
 
 from __future__ import annotations
 
@@ -85,3 +86,18 @@ def test_the_lockout_is_shown_on_the_login_page(app: App, page: Page) -> None:
     page.click("#do-login")
     expect(page.locator("#notice")).to_contain_text("Too many failed logins", timeout=TIMEOUT_MS)
     expect(page.locator("#notice")).to_contain_text("retry in", timeout=TIMEOUT_MS)
+
+
+def test_the_chat_rate_is_shown(app: App, page: Page) -> None:
+    name = f"u{uuid.uuid4().hex[:10]}"
+    sign_in(page, app, name)
+    page.click("#do-register")
+    expect(page.locator("#notice")).to_have_text("Registered: now log in.", timeout=TIMEOUT_MS)
+    page.click("#do-login")
+    expect(page.locator("#budget")).to_have_text("600", timeout=TIMEOUT_MS)
+    for n in range(7):  # the app allows 6 a minute
+        page.fill("#text", f"m{n}")
+        page.press("#text", "Enter")
+    expect(page.locator("#notice")).to_contain_text("Slow down: try again in", timeout=TIMEOUT_MS)
+    expect(page.locator("#log")).to_contain_text(f"{name}: m5", timeout=TIMEOUT_MS)
+    expect(page.locator("#log")).not_to_contain_text(f"{name}: m6")
