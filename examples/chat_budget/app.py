@@ -65,9 +65,13 @@ CHAT_SHAPES = {"say": frozenset({"text"}), "order": frozenset({"test", "order_id
 @app.websocket("/ws")
 async def chat(websocket: WebSocket) -> None:
     async with sw.websocket(websocket, shapes=CHAT_SHAPES, channels=[ROOM]) as guarded:
-        user = await sw.ward.users.get(guarded.user_id)
+        try:
+            user = await sw.ward.users.get(guarded.user_id)
+            await send_budget(guarded)
+        except StorageError:
+            await guarded.close(1013, "the store is unavailable")  # try again later
+            return
         name = user.username if user else "?"
-        await send_budget(guarded)
         async for message in guarded:  # authenticated, within the rate, of a known shape
             try:
                 if message["type"] == "say":
