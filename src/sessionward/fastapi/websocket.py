@@ -112,7 +112,7 @@ class GuardedWebSocket:
 
     @property
     def principal(self) -> Principal:
-        """The signed-in principal; ``RuntimeError`` if the socket was refused."""
+        """The signed-in principal; ``RuntimeError`` outside ``async with``."""
         if self._principal is None:
             raise RuntimeError("not authenticated: use the guard inside `async with`")
         return self._principal
