@@ -4,7 +4,9 @@ loopback port, driven by a real WebSocket client, on SQLite, Redis and PostgreSQ
 What /v1/ws already proves through the guard (tests/service/test_ws.py: the rate, the flood,
 invalid frames, the size limit, cross-instance revocation) is not repeated here; these are
 the guard's own promises to an app: the body never runs for a refused socket, is cancelled
-by a revocation, sees its own exceptions as themselves, and receives the channels it asks for.
+by a revocation, sees its own exceptions as themselves, and receives the channels it asks for;
+and a Redis of the test's own, killed under an open socket, gives ``store_unavailable`` and
+then 1013, never a crash.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sessionward.auth.manager import TokenPair
 from sessionward.fastapi import GuardedWebSocket, SessionWard, install_handlers
 from sessionward.testing.waiting import wait_until_async
 from tests.conftest import SHARED_BACKENDS, url_for
+from tests.e2e.test_outage import OwnRedis
 from tests.service.server import free_port
 
 pytestmark = pytest.mark.anyio
@@ -90,15 +93,24 @@ def build(store: str) -> tuple[FastAPI, Served]:
 
 @pytest.fixture(params=SHARED_BACKENDS)
 async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
-    app, served = build(url_for(str(request.param), tmp_path))
+    async with serving(build(url_for(str(request.param), tmp_path))) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(built: tuple[FastAPI, Served]) -> AsyncIterator[Served]:
+    """The app under a real uvicorn in this event loop, on a free loopback port."""
+    app, served = built
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     served.url = f"ws://127.0.0.1:{port}/ws"
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve)
         await wait_until_async(_started(server), timeout=30, what="uvicorn starting")
-        yield served
-        server.should_exit = True
+        try:
+            yield served
+        finally:
+            server.should_exit = True
 
 
 def _started(server: uvicorn.Server) -> Any:
@@ -140,8 +152,8 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
         return dict(json.loads(await ws.recv()))
 
 
-async def close_code(ws: ClientConnection) -> int | None:
-    with anyio.fail_after(DEADLINE):
+async def close_code(ws: ClientConnection, deadline: float = DEADLINE) -> int | None:
+    with anyio.fail_after(deadline):
         try:
             while True:
                 await ws.recv()
@@ -223,3 +235,36 @@ async def test_extra_channels_reach_every_socket_that_asked(served: Served) -> N
 def test_auth_is_the_guards_own_type() -> None:
     with pytest.raises(ValueError, match="auth"):
         GuardedWebSocket(cast(Any, None), cast(Any, None), shapes={"auth": frozenset()})
+
+
+# a Redis outage under an open socket
+
+
+@pytest.fixture
+async def on_own_redis(tmp_path: Path) -> AsyncIterator[tuple[Served, OwnRedis]]:
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    redis = OwnRedis(free_port(), workdir)
+    redis.start()
+    try:
+        async with serving(build(redis.url("guard"))) as served:
+            yield served, redis
+    finally:
+        if redis.proc is not None and redis.proc.poll() is None:
+            redis.kill()
+
+
+async def test_a_store_outage_answers_store_unavailable_then_closes_1013(
+    on_own_redis: tuple[Served, OwnRedis],
+) -> None:
+    served, redis = on_own_redis
+    pair = await login(served)
+    async with bearer(served, pair.access_token) as ws:
+        assert (await receive(ws))["type"] == "ready"
+        redis.kill()
+        await ws.send(json.dumps({"type": "say", "text": "into the void"}))
+        # the limiter fails closed: the message is dropped, the socket stays open
+        assert await receive(ws) == {"type": "error", "code": "store_unavailable"}
+        # ten session checks in a row fail: try again later
+        assert await close_code(ws, deadline=30) == 1013
+    assert served.left == [pair.session_id]
