@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from sessionward import Settings, SyncWard
 from tests.conftest import url_for
+from tests.service.server import FAST_ARGON2
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "examples" / "scan_dashboard" / "app.py"
@@ -25,11 +26,13 @@ PASSWORD = "correct horse battery"
 TIMEOUT = 30.0
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = url_for(str(request.param), tmp_path)
     monkeypatch.setenv("SESSIONWARD_STORE", url)
     monkeypatch.setenv("SESSIONWARD_SECRET_KEY", SECRET)
+    for name, value in FAST_ARGON2.items():
+        monkeypatch.setenv(name, value)
     return url
 
 

@@ -111,15 +111,28 @@ def waiting_reason(ward: SyncWard, session: Session) -> str:
     return "Waiting to start."
 
 
-def job_list(ward: SyncWard, session: Session, *, limit: int = 20) -> list[Job]:
-    """Draw a table of the user's latest jobs, newest first, and return them."""
+def job_list(
+    ward: SyncWard, session: Session, *, limit: int = 20, every: float = 1.0
+) -> list[Job]:
+    """Draw a table of the user's latest jobs, newest first, and return them as this run
+    saw them. Like :func:`job_panel`, the table redraws itself while a job is unfinished."""
     jobs = ward.jobs.list(session.user_id, limit=limit)
     if not jobs:
         st.caption("No jobs yet.")
         return jobs
+    busy = not all(job.finished for job in jobs)
+    table = st.fragment(_draw_list, run_every=every if busy else None)
+    table(ward, session, limit, busy)
+    return jobs
+
+
+def _draw_list(ward: SyncWard, session: Session, limit: int, was_busy: bool) -> None:
+    jobs = ward.jobs.list(session.user_id, limit=limit)
+    if was_busy and all(job.finished for job in jobs):
+        st.rerun()  # the whole app, once: the table loses its timer
     rows = [
         {
-            "started": _clock(job.created_at),
+            "submitted": _clock(job.created_at),
             "kind": job.kind,
             "status": job.status,
             "progress": f"{job.progress:.0%}",
@@ -128,7 +141,6 @@ def job_list(ward: SyncWard, session: Session, *, limit: int = 20) -> list[Job]:
         for job in jobs
     ]
     st.dataframe(rows, hide_index=True)
-    return jobs
 
 
 def _get(ward: SyncWard, session: Session, job_id: str) -> Job | None:
