@@ -111,9 +111,7 @@ def waiting_reason(ward: SyncWard, session: Session) -> str:
     return "Waiting to start."
 
 
-def job_list(
-    ward: SyncWard, session: Session, *, limit: int = 20, every: float = 1.0
-) -> list[Job]:
+def job_list(ward: SyncWard, session: Session, *, limit: int = 20, every: float = 1.0) -> list[Job]:
     """Draw a table of the user's latest jobs, newest first, and return them as this run
     saw them. Like :func:`job_panel`, the table redraws itself while a job is unfinished."""
     jobs = ward.jobs.list(session.user_id, limit=limit)
