@@ -108,7 +108,8 @@ def test_log_in_scan_and_see_the_result_in_chromium(page: Page, tmp_path: Path) 
 
         page.reload()
         expect(page.get_by_text("Logged in as")).to_be_visible(timeout=30_000)
-        server.stop()
+        server.stop()  # SIGTERM: streamlit exits, and atexit closes the ward and its worker
+        assert server.proc.returncode == 0 and "Traceback" not in server.log.read_text()
         server = start(store, tmp_path, port)  # a restart: the same URL logs in again
         page.reload()
         expect(page.get_by_text("Logged in as")).to_be_visible(timeout=30_000)

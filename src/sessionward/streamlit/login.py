@@ -20,6 +20,7 @@ from ..errors import (
     InvalidCredentials,
     InvalidToken,
     SessionError,
+    StorageError,
     UsernameTaken,
 )
 from ..sessions import Session
@@ -29,21 +30,32 @@ PREFIX = "sessionward:"  # the package's data in st.session_state; forget_tab() 
 WIDGET = "sessionward-"  # the package's widget keys
 _NOTICE = PREFIX + "notice"
 _USERNAME = PREFIX + "username"
+_TOKEN = PREFIX + "token"
 
 
 def current_session(ward: SyncWard, *, param: str = "sw") -> Session | None:
     """The live session named by the URL's ``param``, or ``None`` (and the stale token is
-    removed from the URL, with a notice for :func:`login_form`)."""
-    token = st.query_params.get(param)
+    removed from the URL, with a notice for :func:`login_form`).
+
+    The tab also remembers the token, and puts it back in the URL if a page switch dropped
+    it. A store that cannot be reached is shown as an error and stops the run."""
+    token = st.query_params.get(param) or st.session_state.get(_TOKEN)
     if not token:
         return None
     try:
-        return ward.sessions.validate(token)
+        session = ward.sessions.validate(token)
     except (SessionError, InvalidToken, InvalidArgument):
-        del st.query_params[param]
+        st.query_params.pop(param, None)
         forget_tab()
         st.session_state[_NOTICE] = "Your session has ended. Please log in again."
         return None
+    except StorageError:
+        st.error("The session store cannot be reached just now. Please try again shortly.")
+        st.stop()
+    if st.query_params.get(param) != token:
+        st.query_params[param] = token
+    st.session_state[_TOKEN] = token
+    return session
 
 
 def login_form(
@@ -88,7 +100,8 @@ def _register(ward: SyncWard, username: str, password: str) -> bool:
 
 def _log_in(ward: SyncWard, username: str, password: str, param: str) -> None:
     try:
-        pair = ward.auth.login(username, password)
+        pair = ward.auth.login(username, password, ip=_client_ip(),
+                               user_agent=_text(st.context.headers.get("User-Agent")))  # fmt: skip
     except AccountLocked as exc:
         st.error(f"Too many failed logins. Try again in {_wait(exc.retry_after)}.")
         return
@@ -96,10 +109,19 @@ def _log_in(ward: SyncWard, username: str, password: str, param: str) -> None:
         st.error("Wrong username or password.")
         return
     forget_tab()
-    st.query_params[param] = pair.refresh_token
+    st.query_params[param] = st.session_state[_TOKEN] = pair.refresh_token
     # Run again without the form: Streamlit then drops the form's widget values, the
     # password among them, from the tab's session state.
     st.rerun()
+
+
+def _client_ip() -> str | None:
+    # The WebSocket's peer (behind a proxy: the proxy's address); None on localhost.
+    return _text(st.context.ip_address)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None  # AppTest gives mocks
 
 
 def _wait(seconds: float) -> str:
@@ -124,7 +146,7 @@ def logout_button(
     """A button that revokes this session (every tab using it is logged out) and reruns."""
     if st.button(label, key=WIDGET + "logout"):
         ward.sessions.revoke(session.user_id, session.session_id)
-        del st.query_params[param]
+        st.query_params.pop(param, None)
         forget_tab()
         st.session_state[_NOTICE] = "You have logged out."
         st.rerun()
