@@ -117,3 +117,17 @@ def test_two_tabs_saving_the_draft_see_a_conflict(ward: SyncWard) -> None:
     doc = ward.state.get(ward.sessions.list_active(user.user_id)[0].scope(), "draft")
     assert doc is not None and doc.data == {"text": "from tab two"}
     assert not any("changed in another tab" in w.value for w in two.warning)
+
+
+def test_an_uploaded_file_is_scanned(ward: SyncWard) -> None:
+    at = dashboard(log_in(ward, "gail"))
+    at.file_uploader[0].upload("notes.txt", b"IBAN GB82 WEST 1234 5698 7654 32, ok", "text/plain")
+    next(b for b in at.button if b.label == "Run scan").click()
+    at.run()
+
+    def done() -> bool:
+        at.run()
+        return "Findings" in [h.value for h in at.subheader]
+
+    wait_until(done, timeout=30, what="the scan's result")
+    assert "iban: 1" in texts(at) and "email: 0" in texts(at)
