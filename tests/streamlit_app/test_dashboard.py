@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from sessionward import SyncWard
+from sessionward import StateScope, SyncWard
 from sessionward.testing import wait_until
 
 from .conftest import DASHBOARD, PASSWORD, TIMEOUT, dashboard, log_in, restart, texts
@@ -107,14 +107,12 @@ def test_two_tabs_saving_the_draft_see_a_conflict(ward: SyncWard) -> None:
     next(b for b in two.button if b.label == "Save draft").click()
     two.run()
     assert any("changed in another tab" in w.value for w in two.warning)
-    user = ward.users.find("frank")
-    assert user is not None
-    doc = ward.state.get(ward.sessions.list_active(user.user_id)[0].scope(), "draft")
+    doc = ward.state.get(user_scope(ward, "frank"), "draft")
     assert doc is not None and doc.data == {"text": "from tab one"}
 
     next(b for b in two.button if b.label == "Save mine over it").click()
     two.run()
-    doc = ward.state.get(ward.sessions.list_active(user.user_id)[0].scope(), "draft")
+    doc = ward.state.get(user_scope(ward, "frank"), "draft")
     assert doc is not None and doc.data == {"text": "from tab two"}
     assert not any("changed in another tab" in w.value for w in two.warning)
 
@@ -131,3 +129,21 @@ def test_an_uploaded_file_is_scanned(ward: SyncWard) -> None:
 
     wait_until(done, timeout=30, what="the scan's result")
     assert "iban: 1" in texts(at) and "email: 0" in texts(at)
+
+
+def test_a_draft_too_large_to_save_is_a_message(ward: SyncWard) -> None:
+    at = dashboard(log_in(ward, "hank"))
+    at.text_area[0].input("x" * 300_000)
+    next(b for b in at.button if b.label == "Save draft").click()
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Not saved: this is 300,011 bytes, and at most 262,144 fit."
+    ]
+    assert ward.state.get(user_scope(ward, "hank"), "draft") is None
+
+
+def user_scope(ward: SyncWard, name: str) -> StateScope:
+    user = ward.users.find(name)
+    assert user is not None
+    return StateScope("user", user.user_id)

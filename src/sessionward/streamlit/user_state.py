@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import streamlit as st
 from pydantic import TypeAdapter
 
-from ..errors import WriteConflict
+from ..errors import StateTooLarge, WriteConflict
 from ..sessions import Session
 from ..stores.records import StateKind
 from ..sync import SyncWard
@@ -75,8 +75,9 @@ class UserState(Generic[T]):
         return int(st.session_state[self._key][1])
 
     def set(self, value: T) -> bool:
-        """Write ``value`` over the version this tab holds; ``False`` (and a conflict for
-        :func:`show_conflict`) if another tab wrote first."""
+        """Write ``value`` over the version this tab holds; ``False`` if another tab wrote
+        first (a conflict for :func:`show_conflict`) or if it is over ``state_max_bytes``
+        (said on the page)."""
         return self._write(self._adapter.dump_python(value, mode="json"), self.version)
 
     def reload(self) -> T | None:
@@ -104,6 +105,9 @@ class UserState(Generic[T]):
         except WriteConflict:
             theirs, version_now = self._read()  # the tab keeps showing its own snapshot
             st.session_state[self._key + ":conflict"] = Conflict(data, theirs, version_now)
+            return False
+        except StateTooLarge as exc:
+            st.error(f"Not saved: this is {exc.size:,} bytes, and at most {exc.limit:,} fit.")
             return False
         st.session_state[self._key] = (data, version)
         st.session_state.pop(self._key + ":conflict", None)
