@@ -45,7 +45,9 @@ with st.sidebar:
 
 draft = sw.UserState(ward, session, "draft", Draft)
 saved = draft.get() or Draft()
-text = st.text_area("Text to scan", value=saved.text, height=160, key=f"text-v{draft.version}")
+# keyed by user and version: a reload of the draft, or another user, starts a fresh widget
+key = f"text-{session.user_id}-v{draft.version}"
+text = st.text_area("Text to scan", value=saved.text, height=160, key=key)
 upload = st.file_uploader("...or upload a text file", type=["txt", "csv", "log", "md"])
 save, scan = st.columns(2)
 if save.button("Save draft") and draft.set(Draft(text=text)):

@@ -147,3 +147,15 @@ def user_scope(ward: SyncWard, name: str) -> StateScope:
     user = ward.users.find(name)
     assert user is not None
     return StateScope("user", user.user_id)
+
+
+def test_a_tab_given_another_users_token_keeps_nothing_of_the_first(ward: SyncWard) -> None:
+    at = dashboard(log_in(ward, "ivy"))
+    at.text_area[0].input("ivy's secret draft")
+    next(b for b in at.button if b.label == "Save draft").click()
+    at.run()
+    at.query_params["sw"] = log_in(ward, "jack")  # the same tab, another user's URL
+    at.run()
+    assert "Logged in as **jack**" in texts(at) and "ivy" not in texts(at)
+    assert at.text_area[0].value == ""
+    assert not [k for k in at.session_state if "ivy" in str(at.session_state[k])]

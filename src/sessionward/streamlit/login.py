@@ -54,7 +54,9 @@ def current_session(ward: SyncWard, *, param: str = "sw") -> Session | None:
         st.stop()
     if st.query_params.get(param) != token:
         st.query_params[param] = token
-    st.session_state[_TOKEN] = token
+    if st.session_state.get(_TOKEN) != token:
+        forget_tab()  # another session than the tab had: nothing of the old one stays
+        st.session_state[_TOKEN] = token
     return session
 
 
@@ -132,11 +134,12 @@ def _wait(seconds: float) -> str:
 
 def username(ward: SyncWard, session: Session) -> str:
     """The session's username (read once per tab)."""
-    name = st.session_state.get(_USERNAME)
-    if not isinstance(name, str):
-        user = ward.users.get(session.user_id)
-        name = user.username if user is not None else session.user_id
-        st.session_state[_USERNAME] = name
+    known = st.session_state.get(_USERNAME)
+    if isinstance(known, tuple) and known[0] == session.user_id:
+        return str(known[1])
+    user = ward.users.get(session.user_id)
+    name = user.username if user is not None else session.user_id
+    st.session_state[_USERNAME] = (session.user_id, name)
     return name
 
 

@@ -41,6 +41,7 @@ def connect(
 
 
 def _close(ward: SyncWard) -> None:
+    atexit.unregister(ward.close)  # released: nothing left to do at exit
     ward.close()
 
 
