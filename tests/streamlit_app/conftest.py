@@ -40,9 +40,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
 def ward(store: str) -> Iterator[SyncWard]:
     """The test's own SyncWard on the app's store (to make users and look at jobs)."""
     restart()
-    with SyncWard(store, settings=Settings.defaults(secret_key=SECRET)) as opened:
+    with SyncWard(store, settings=app_settings()) as opened:
         yield opened
     restart()
+
+
+def app_settings() -> Settings:
+    """The apps' settings as the environment gives them (fast argon2), for the test's ward."""
+    fast = {name.removeprefix("SESSIONWARD_").lower(): value for name, value in FAST_ARGON2.items()}
+    return Settings.defaults(secret_key=SECRET, **fast)
 
 
 def restart() -> None:

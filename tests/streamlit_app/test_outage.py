@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sessionward import Settings, SyncWard
+from sessionward import SyncWard
 from tests.e2e.test_outage import OwnRedis
 from tests.service.server import FAST_ARGON2, free_port
 
-from .conftest import SECRET, dashboard, log_in, restart
+from .conftest import SECRET, app_settings, dashboard, log_in, restart
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_the_store_going_away_is_a_message(
         monkeypatch.setenv(name, value)
     restart()
     try:
-        with SyncWard(url, settings=Settings.defaults(secret_key=SECRET)) as ward:
+        with SyncWard(url, settings=app_settings()) as ward:
             at = dashboard(log_in(ward, "alice"))
             assert not at.exception and not at.error
             own_redis.kill()
