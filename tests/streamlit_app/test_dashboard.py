@@ -3,9 +3,10 @@ isolation between users, a scan to its result, and a conflict between two tabs."
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from sessionward import StateScope, SyncWard
+from sessionward import Job, StateScope, SyncWard
 from sessionward.testing import wait_until
 
 from .conftest import DASHBOARD, PASSWORD, TIMEOUT, dashboard, log_in, restart, texts
@@ -55,7 +56,7 @@ def test_another_user_sees_none_of_it(ward: SyncWard) -> None:
     bob = dashboard(log_in(ward, "bob"))
     assert "Logged in as **bob**" in texts(bob)
     assert bob.text_area[0].value == ""
-    assert "No jobs yet." in texts(bob) and not bob.get("arrow_data_frame")
+    assert "No jobs yet." in texts(bob) and not bob.dataframe
 
 
 def test_wrong_password_then_lockout(ward: SyncWard, monkeypatch) -> None:
@@ -159,3 +160,44 @@ def test_a_tab_given_another_users_token_keeps_nothing_of_the_first(ward: SyncWa
     assert "Logged in as **jack**" in texts(at) and "ivy" not in texts(at)
     assert at.text_area[0].value == ""
     assert not [k for k in at.session_state if "ivy" in str(at.session_state[k])]
+
+
+def most_at_once(jobs: list[Job]) -> int:
+    """The largest number of these jobs that ran at the same moment (from their times)."""
+    edges = sorted(
+        [(job.finished_at, -1) for job in jobs] + [(job.started_at, 1) for job in jobs]
+    )  # at a tie the end sorts first: a slot freed and taken again is not an overlap
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_several_users_scan_at_once_within_the_limits(
+    ward: SyncWard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIONWARD_JOBS_RUNNING", "2")
+    monkeypatch.setenv("SESSIONWARD_JOBS_PER_USER_RUNNING", "1")
+    names = ["kim", "lee", "max"]
+    tabs = {name: dashboard(log_in(ward, name)) for name in names}
+    for name, at in tabs.items():
+        at.text_area[0].input(f"{name}@example.com " * 20_000)  # some chunks of work
+        for _ in range(2):
+            next(b for b in at.button if b.label == "Run scan").click()
+            at.run()
+        assert not at.warning and not at.exception
+    users = {name: ward.users.find(name) for name in names}
+
+    def all_done() -> bool:
+        return all(job.finished for user in users.values() for job in ward.jobs.list(user.user_id))  # type: ignore[union-attr]
+
+    wait_until(all_done, timeout=60, what="every scan finished")
+    every = [job for user in users.values() for job in ward.jobs.list(user.user_id)]  # type: ignore[union-attr]
+    assert [job.status for job in every] == ["succeeded"] * 6
+    assert most_at_once(every) <= 2
+    for name, user in users.items():
+        assert most_at_once(ward.jobs.list(user.user_id)) == 1  # type: ignore[union-attr]
+        at = tabs[name].run()
+        shown = set(at.dataframe[0].value["job"])  # the table of scans
+        assert shown == {job.job_id for job in ward.jobs.list(user.user_id)}  # type: ignore[union-attr]
