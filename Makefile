@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SERVE_STAMP := $(VENV)/.installed-service
-PATHS := src tests benchmarks scripts
+PATHS := src tests benchmarks scripts examples
 
 .PHONY: install test check sync bench serve smoke clean
 
