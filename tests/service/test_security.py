@@ -61,7 +61,7 @@ def _kid(tokens: dict[str, Any]) -> str:
 
 ATTACKS = ["none", "wrong-key", "audience", "issuer", "expired", "not-yet-valid",
            "issued-in-future", "tampered", "no-kid", "unknown-kid", "hs384", "hs512",
-           "rs256-attacker", "eddsa-attacker", "garbage"]  # fmt: skip
+           "rs256-attacker", "eddsa-attacker", "embedded-jwk", "jku", "garbage"]  # fmt: skip
 
 
 def forge(attack: str, tokens: dict[str, Any]) -> str:
@@ -97,7 +97,22 @@ def forge(attack: str, tokens: dict[str, Any]) -> str:
         return jwt.encode(claims, rsa.generate_private_key(65537, 2048), "RS256", ours)
     if attack == "eddsa-attacker":
         return jwt.encode(claims, ed25519.Ed25519PrivateKey.generate(), "EdDSA", ours)
+    if attack == "embedded-jwk":  # the attacker's own key in the header: never believed
+        mine = "an-attacker-secret-" + "j" * 40
+        jwk = {"kty": "oct", "k": base64.urlsafe_b64encode(mine.encode()).decode().rstrip("=")}
+        return jwt.encode(claims, mine, "HS256", {**ours, "jwk": jwk})
+    if attack == "jku":  # a key set "at" an attacker's URL: never fetched
+        return jwt.encode(claims, "x" * 40, "HS256", {**ours, "jku": "https://evil.example/k"})
     return "not.a.jwt"
+
+
+def test_each_token_is_good_only_for_its_purpose(client: httpx.Client, name: str) -> None:
+    """A refresh token is no access token, and an access token refreshes nothing."""
+    tokens = signed_up(client, name)
+    assert_refused(client, tokens["refresh_token"])
+    as_refresh = client.post("/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
+    assert_error(as_refresh, 401, "invalid_token")
+    assert client.get("/v1/sessions", headers=bearer(tokens)).status_code == 200
 
 
 def assert_refused(client: httpx.Client, token: str) -> None:
