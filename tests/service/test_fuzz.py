@@ -67,3 +67,20 @@ def test_no_input_is_a_server_error(fuzzed: Server, tmp_path: Path) -> None:
     assert links is not None, authed.stdout[-6000:]
     assert int(links[1]) >= 5, links[0]  # jobs and state links are followed, not just listed
     assert "500" not in fuzzed.log.read_text()
+
+
+def test_the_schema_states_what_the_service_checks(fuzzed: Server) -> None:
+    """A request valid by the schema is accepted: the username's rules and each job kind's
+    params are in it, and every documented error has the error shape."""
+    schema = httpx.get(f"{fuzzed.url}/openapi.json").json()
+    components = schema["components"]["schemas"]
+    username = components["Registration"]["properties"]["username"]
+    assert (username["pattern"], username["maxLength"]) == ("^[A-Za-z0-9_.-]{3,64}$", 64)
+    assert components["Registration"]["properties"]["password"]["minLength"] == 10
+    kinds = {alt["properties"]["kind"]["const"]: alt for alt in components["JobIn"]["oneOf"]}
+    assert set(kinds) == {"sleep", "pii_scan"}
+    assert kinds["sleep"]["properties"]["params"]["required"] == ["seconds"]
+    charge = schema["paths"]["/v1/budget/charges"]["post"]["responses"]
+    assert charge["402"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    error = components["ErrorBody"]
+    assert error["required"] == ["code", "message"] and error["additionalProperties"] is True

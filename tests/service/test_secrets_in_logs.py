@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from sessionward import Settings
-from sessionward.auth import TokenPair
+from sessionward import Settings, parse_store_url
+from sessionward.auth import TokenPair, load_keys
 from sessionward.sessions import NewSession, Session
 from sessionward.stores.records import (
     ByToken,
@@ -68,7 +69,8 @@ def whole_run(run: Run, server: Server) -> None:
     client, name, password = run.client, f"u{secrets.token_hex(6)}", run.password()
     body = {"username": name, "password": password}
     assert client.post("/v1/auth/register", json=body).status_code == 201
-    assert client.post("/v1/auth/register", json={"username": "x", "password": run.password()})
+    short_name = {"username": "x", "password": run.password()}
+    assert client.post("/v1/auth/register", json=short_name).status_code == 422
     login = client.post("/v1/auth/login", json=body).json()
     auth = run.keep(login)
     refreshed = client.post("/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
@@ -83,8 +85,9 @@ def whole_run(run: Run, server: Server) -> None:
         assert json.loads(ws.recv(5))["type"] == "message"
     with connect(server.url.replace("http", "ws", 1) + "/v1/ws") as ws:
         ws.send(json.dumps({"type": "auth", "access_token": again["Authorization"][7:] + "x"}))
-        with pytest.raises(Exception):  # noqa: B017,PT011 - closed 4401, whatever the class
+        with pytest.raises(ConnectionClosed) as closed:
             ws.recv(5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     assert client.put("/v1/state/user/notes", json={"data": {"n": 1}}, headers=auth).is_success
     assert client.get("/v1/state/user/notes", headers=auth).status_code == 200
     job = client.post("/v1/jobs", json={"kind": "pii_scan", "params": {"text": "a@b.example"}},
@@ -138,6 +141,7 @@ def test_reprs_show_no_secret() -> None:
         UserRow("u1", "alice", "alice", password_hash, (), False, 0.0, 0.0),
         NewUserRow("u1", "alice", "alice", password_hash, ()),
         UserChange(password_hash=password_hash, expected_hash=password_hash),
+        load_keys(settings, parse_store_url("memory://")),
     ]
     texts = [text for thing in shown for text in (repr(thing), str(thing))]
     for secret in (key, pem, "access.jwt.value", "refresh-token-value", hashed, password_hash):
