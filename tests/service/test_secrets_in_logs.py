@@ -4,7 +4,7 @@ A real server at log level debug goes through a whole run: register, login, refr
 WebSocket, state, a job and its event stream, a charge, logout, and the failures (a wrong
 password, a spent refresh token presented again, forged and malformed tokens). Its captured
 stdout and stderr must hold none of the passwords, access tokens (nor their signatures),
-refresh tokens, token hashes or the secret key.
+refresh tokens, token hashes, the secret key or the database password.
 """
 
 from __future__ import annotations
@@ -35,13 +35,19 @@ from tests.conftest import SHARED_BACKENDS, url_for
 
 from .server import SECRET, Server, start
 
+DB_PASSWORD = f"db-{secrets.token_urlsafe(12)}"
+
 
 @pytest.fixture(scope="module", params=SHARED_BACKENDS)
 def debug_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("logs")
-    running = start(url_for(str(request.param), workdir), workdir, SESSIONWARD_LOG_LEVEL="debug",
+    url = url_for(str(request.param), workdir)
+    # PostgreSQL trusts the test's connections, so a password in the URL is accepted and
+    # ignored: the log must not show it either (start-up prints the store's URL)
+    url = url.replace("://postgres@", f"://postgres:{DB_PASSWORD}@", 1)
+    running = start(url, workdir, SESSIONWARD_LOG_LEVEL="debug",
                     SESSIONWARD_LOGIN_IP_MAX_FAILURES="100000")  # fmt: skip
     yield running
     running.stop()
@@ -52,7 +58,7 @@ class Run:
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
-        self.secrets: set[str] = {SECRET}
+        self.secrets: set[str] = {SECRET, DB_PASSWORD}
 
     def keep(self, pair: dict[str, Any]) -> dict[str, str]:
         access, refresh = pair["access_token"], pair["refresh_token"]
