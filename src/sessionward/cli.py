@@ -111,6 +111,8 @@ def serve(
         with_ward(store, lambda ward: ward.ping())
     import uvicorn
 
+    from .service.logs import log_config
+
     # Workers are separate processes that build their own app from the environment.
     if store:
         os.environ["SESSIONWARD_STORE"] = store
@@ -124,7 +126,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
-        log_level="info",
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         access_log=False,
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the
         # client address before we see it; SESSIONWARD_TRUSTED_PROXIES is the only authority.

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     host: Annotated[str, Field(min_length=1, max_length=255)] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # accounts and tokens
     secret_key: SecretStr | None = None

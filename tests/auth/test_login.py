@@ -70,6 +70,17 @@ async def test_bad_logins_look_alike(ward: Ward, who: str) -> None:
     assert len(calls) == 1  # one argon2 verification whoever it is: no timing oracle
 
 
+async def test_a_password_is_checked_exactly_as_given(ward: Ward) -> None:
+    """Never truncated, never case-folded (ASVS 6.2.8): the longest password plus one more
+    character is a wrong password, not the same one."""
+    longest = "p" * 1023 + "q"
+    await ward.auth.register("alice", longest)
+    assert (await ward.auth.login("alice", longest)).access_token
+    for wrong in (longest + "x", longest.upper(), longest[:-1]):
+        with pytest.raises(InvalidCredentials):
+            await ward.auth.login("alice", wrong)
+
+
 async def test_disabling_a_user_ends_their_sessions(ward: Ward) -> None:
     user = await ward.auth.register("alice", PASSWORD)
     pair = await ward.auth.login("alice", PASSWORD)

@@ -148,6 +148,22 @@ def test_expiry_and_issued_in_the_future() -> None:
         t.verify(future)
 
 
+def test_a_token_not_valid_yet_is_refused_until_its_nbf() -> None:
+    clock = FakeClock()
+    settings = Settings(secret_key=SECRET)
+    t = tokens(settings, clock)
+    claims = jwt.decode(good(t, clock), options={"verify_signature": False})
+    kid = jwt.get_unverified_header(good(t, clock))["kid"]
+    early = jwt.encode({**claims, "nbf": int(clock.now()) + 60}, SECRET, "HS256", {"kid": kid})
+    with pytest.raises(InvalidToken, match="not valid yet"):
+        t.verify(early)
+    clock.advance(55)  # within the leeway of nbf
+    assert t.verify(early).not_before == claims["iat"] + 60
+    odd = jwt.encode({**claims, "nbf": "soon"}, SECRET, "HS256", {"kid": kid})
+    with pytest.raises(InvalidToken):
+        t.verify(odd)
+
+
 def test_previous_keys_verify_during_a_rotation() -> None:
     clock = FakeClock()
     old_secret = "old-secret-" + "z" * 40

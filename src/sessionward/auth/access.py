@@ -2,9 +2,10 @@
 
 Verification accepts only the configured algorithm (so ``alg: none`` and HS/RS confusion are
 refused), requires every claim, checks issuer and audience, and picks the key by ``kid``.
-Expiry is checked against the injected :class:`~sessionward.clock.Clock` with 5 s of leeway,
-so tests move time instead of sleeping. A valid token is not enough on its own: the caller
-also checks its session (``sid``), so revocation takes effect at once.
+Expiry, and ``iat``/``nbf`` in the future, are checked against the injected
+:class:`~sessionward.clock.Clock` with 5 s of leeway, so tests move time instead of
+sleeping. A valid token is not enough on its own: the caller also checks its session
+(``sid``), so revocation takes effect at once.
 
 A token's signature and claims are checked once and remembered (a bounded LRU of verified
 tokens: the same string always verifies to the same claims, and the keys are fixed for the
@@ -41,6 +42,7 @@ class Claims:
     jti: str
     issued_at: int
     expires_at: int
+    not_before: int | None = None  # we never set nbf; a token that has one must respect it
 
 
 class AccessTokens:
@@ -103,14 +105,16 @@ class AccessTokens:
             raise InvalidToken("the token has expired")
         if claims.issued_at > now + LEEWAY:
             raise InvalidToken("the token was issued in the future")
+        if claims.not_before is not None and claims.not_before > now + LEEWAY:
+            raise InvalidToken("the token is not valid yet")
         return claims
 
 
 def _typed(claims: dict[str, Any]) -> Claims:
     sub, sid, jti = (claims.get(name) for name in ("sub", "sid", "jti"))
-    iat, exp = claims.get("iat"), claims.get("exp")
+    iat, exp, nbf = claims.get("iat"), claims.get("exp"), claims.get("nbf")
     if not (isinstance(sub, str) and isinstance(sid, str) and isinstance(jti, str)):
         raise InvalidToken("invalid token: sub, sid and jti must be strings")
-    if not (type(iat) is int and type(exp) is int):
-        raise InvalidToken("invalid token: iat and exp must be integers")
-    return Claims(sub, sid, jti, iat, exp)
+    if not (type(iat) is int and type(exp) is int and (nbf is None or type(nbf) is int)):
+        raise InvalidToken("invalid token: iat, exp and nbf must be integers")
+    return Claims(sub, sid, jti, iat, exp, nbf)

@@ -91,8 +91,11 @@ class Auth:
         key = username_key(username) if isinstance(username, str) else ""
         attempt = await self.lockout.begin(key, ip)
         row = await self._store.find_user(key) if possible_username(username) else None
-        usable = row is not None and not row.disabled
-        given = password[:MAX_PASSWORD] if isinstance(password, str) else ""
+        # never truncated (ASVS 6.2.8): one longer than any account can have fails, after the
+        # same one verification as any other failure
+        fits = isinstance(password, str) and len(password) <= MAX_PASSWORD
+        usable = row is not None and not row.disabled and fits
+        given = password if fits else ""
         verified = await self._passwords.verify(row.password_hash if usable else None, given)  # type: ignore[union-attr]
         if row is None or not usable or not verified.ok:
             raise InvalidCredentials("invalid username or password")

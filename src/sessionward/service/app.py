@@ -27,6 +27,7 @@ from .body import BodyLimit
 from .limits import rate_limit_rules
 from .metrics import RequestMetrics
 from .models import ErrorResponse
+from .openapi import openapi_with_kinds
 from .routes import auth, budget, health, jobs, sessions, state
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=_ERRORS,  # type: ignore[arg-type]
     )
+    app.openapi = openapi_with_kinds(app, BUILTIN)  # type: ignore[method-assign]
     errors.install(app)
     for router in (health.router, auth.router, sessions.router, state.router, budget.router,
                    jobs.router, ws.router):  # fmt: skip

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..clock import iso_utc
+from ..users import MAX_PASSWORD, MIN_PASSWORD, USERNAME
 
 
 class Strict(BaseModel):
@@ -16,6 +17,18 @@ class Strict(BaseModel):
 class Credentials(Strict):
     username: str = Field(max_length=256)
     password: str = Field(max_length=4096)
+
+
+class Registration(Strict):
+    """Credentials of a new account. The schema states the rules ``Users.create`` applies
+    (so a request valid by the schema is accepted); the check and its message stay there."""
+
+    username: str = Field(
+        max_length=256, json_schema_extra={"pattern": f"^{USERNAME.pattern}$", "maxLength": 64}
+    )
+    password: str = Field(
+        max_length=4096, json_schema_extra={"minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD}
+    )
 
 
 class RefreshRequest(Strict):
@@ -147,9 +160,20 @@ class Ready(BaseModel):
     latency_ms: float
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
 class ErrorBody(BaseModel):
+    """The error shape of docs/http-api.md; some codes add fields of their own."""
+
+    model_config = ConfigDict(extra="allow")
+
     code: str
     message: str
+    retry_after: int | None = Field(default=None, ge=0, description="429 and 503: seconds")
+    fields: list[FieldError] | None = Field(default=None, description="422 invalid_request")
 
 
 class ErrorResponse(BaseModel):

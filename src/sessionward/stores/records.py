@@ -1,10 +1,11 @@
 """The records every backend stores and returns: frozen dataclasses, no behaviour beyond
 a liveness test. See :mod:`sessionward.stores.protocols` for what a backend does with them.
+Token and password hashes are left out of every repr, so a logged record shows neither.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 StateKind = Literal["user", "session"]
@@ -14,7 +15,7 @@ StateKind = Literal["user", "session"]
 class SessionRow:
     session_id: str
     user_id: str
-    token_hash: str
+    token_hash: str = field(repr=False)
     created_at: float
     last_seen_at: float
     idle_timeout: float
@@ -25,7 +26,7 @@ class SessionRow:
     user_agent: str | None
     metadata: str
     generation: int
-    prev_token_hash: str | None = None
+    prev_token_hash: str | None = field(default=None, repr=False)
     rotated_at: float | None = None
 
     def is_live(self, now: float) -> bool:
@@ -38,7 +39,7 @@ class NewSessionRow:
 
     session_id: str
     user_id: str
-    token_hash: str
+    token_hash: str = field(repr=False)
     idle_timeout: float
     absolute_timeout: float
     ip: str | None
@@ -50,7 +51,7 @@ class NewSessionRow:
 class ByToken:
     """Find a session by the SHA-256 (hex) of its secret token."""
 
-    token_hash: str
+    token_hash: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,7 @@ class NewUserRow:
     user_id: str
     username: str
     username_key: str
-    password_hash: str
+    password_hash: str = field(repr=False)
     roles: tuple[str, ...]
 
 
@@ -157,7 +158,7 @@ class UserRow:
     user_id: str
     username: str
     username_key: str
-    password_hash: str
+    password_hash: str = field(repr=False)
     roles: tuple[str, ...]
     disabled: bool
     created_at: float
@@ -170,8 +171,8 @@ class UserChange:
     the change conditional on the current password hash (a rehash must not overwrite a
     password change that raced it)."""
 
-    password_hash: str | None = None
-    expected_hash: str | None = None
+    password_hash: str | None = field(default=None, repr=False)
+    expected_hash: str | None = field(default=None, repr=False)
     disabled: bool | None = None
     roles: tuple[str, ...] | None = None
 

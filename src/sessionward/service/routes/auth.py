@@ -7,7 +7,7 @@ from ...errors import InvalidArgument
 from ..body import StrictJSONRoute
 from ..deps import Authenticated, ClientIp, WardDep
 from ..errors import invalid
-from ..models import Credentials, RefreshRequest, Registered, Tokens
+from ..models import Credentials, RefreshRequest, Registered, Registration, Tokens
 
 router = APIRouter(prefix="/v1/auth", route_class=StrictJSONRoute, tags=["auth"])
 
@@ -23,7 +23,7 @@ def _tokens(pair: TokenPair) -> Tokens:
 
 
 @router.post("/register", status_code=201, response_model=Registered)
-async def register(body: Credentials, ward: WardDep) -> Registered:
+async def register(body: Registration, ward: WardDep) -> Registered:
     """Create an account. 409 ``username_taken``; 422 for a bad username or password."""
     try:
         user = await ward.auth.register(body.username, body.password)

@@ -4,7 +4,15 @@ from fastapi import APIRouter, Response
 
 from ..body import StrictJSONRoute
 from ..deps import Authenticated, WardDep
-from ..models import BudgetOut, ChargeIn, ChargeList, ChargeOut, LedgerLine, iso
+from ..models import (
+    BudgetOut,
+    ChargeIn,
+    ChargeList,
+    ChargeOut,
+    ErrorResponse,
+    LedgerLine,
+    iso,
+)
 
 router = APIRouter(prefix="/v1/budget", route_class=StrictJSONRoute, tags=["budget"])
 
@@ -17,8 +25,10 @@ async def get_budget(principal: Authenticated, ward: WardDep) -> BudgetOut:
                      currency=budget.currency)  # fmt: skip
 
 
-@router.post("/charges", status_code=201, response_model=ChargeOut,
-             responses={200: {"model": ChargeOut, "description": "a replayed charge"}})  # fmt: skip
+@router.post("/charges", status_code=201, response_model=ChargeOut, responses={
+    200: {"model": ChargeOut, "description": "a replayed charge"},
+    402: {"model": ErrorResponse, "description": "budget_exceeded"},
+})  # fmt: skip
 async def charge(
     body: ChargeIn, principal: Authenticated, ward: WardDep, response: Response
 ) -> ChargeOut:
