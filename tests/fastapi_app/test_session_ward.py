@@ -15,13 +15,13 @@ from fastapi import Depends, FastAPI
 from sessionward import Principal, Settings
 from sessionward.fastapi import SessionWard, install_handlers
 from sessionward.jobs.builtin import PII_SCAN
-from tests.conftest import url_for
+from tests.conftest import SHARED_BACKENDS, url_for
 
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings.defaults(secret_key="a test secret of at least thirty-two chars")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=SHARED_BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url_for(str(request.param), tmp_path)
 

@@ -53,7 +53,9 @@ class RefreshCookie:
     def path_for(self, request: Request) -> str:
         if self.path is not None:
             return self.path
-        # Every route of the auth router sits beside "refresh" under the same prefix.
-        route = getattr(request.scope.get("route"), "path", request.url.path)
-        base = route.rsplit("/", 1)[0]
-        return f"{request.scope.get('root_path', '').rstrip('/')}{base}/refresh"
+        # Every route that sets or clears the cookie sits beside "refresh" under the router's
+        # prefix; FastAPI keeps an included route's path relative to that prefix.
+        path = str(request.scope.get("path", ""))
+        route = str(getattr(request.scope.get("route"), "path", ""))
+        prefix = path[: -len(route)] if route and path.endswith(route) else path.rsplit("/", 1)[0]
+        return f"{prefix}/refresh"
