@@ -53,7 +53,8 @@ def auth_router(
     ``GET /sessions`` and ``DELETE /sessions/{session_id}`` under the same prefix."""
     router = APIRouter(route_class=route_class, tags=list(tags))
     _accounts(router, owner, cookie)
-    _tokens(router, owner, cookie)
+    _refresh(router, owner, cookie)
+    _logouts(router, owner, cookie)
     if sessions:
         _sessions(router, owner, "/sessions")
     return router
@@ -93,7 +94,7 @@ def _accounts(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | No
         return _answer(pair, cookie, request, response, ward)
 
 
-def _tokens(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | None) -> None:
+def _refresh(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | None) -> None:
     if cookie is None:
 
         @router.post("/refresh", response_model=Tokens, responses=_errors(401))
@@ -118,15 +119,19 @@ def _tokens(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | None
                 raise _cleared(exc, cookie, request) from None
             return _answer(pair, cookie, request, response, owner.ward)
 
+
+def _logouts(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | None) -> None:
+    csrf = (403,) if owner.cookie else ()  # an access cookie is CSRF-checked
+
     @router.post("/logout", status_code=204, response_class=Response,
-                 responses=_errors(401, 403))  # fmt: skip
+                 responses=_errors(401, *csrf))  # fmt: skip
     async def logout(request: Request, principal: Principal = Depends(owner.principal)) -> Response:  # noqa: B008
         """Revoke the current session; its tokens stop working at once."""
         await owner.ward.auth.logout(principal)
         return _ended(cookie, request)
 
     @router.post("/logout-all", status_code=204, response_class=Response,
-                 responses=_errors(401, 403))  # fmt: skip
+                 responses=_errors(401, *csrf))  # fmt: skip
     async def logout_all(
         request: Request,
         principal: Principal = Depends(owner.principal),  # noqa: B008
@@ -149,7 +154,7 @@ def _sessions(router: APIRouter, owner: Dependencies, path: str) -> None:
         ])  # fmt: skip
 
     @router.delete(f"{path}/{{session_id}}", status_code=204, response_class=Response,
-                   responses=_errors(401, 403, 404))  # fmt: skip
+                   responses=_errors(401, 404, *((403,) if owner.cookie else ())))  # fmt: skip
     async def delete_session(
         session_id: str,
         principal: Principal = Depends(owner.principal),  # noqa: B008
