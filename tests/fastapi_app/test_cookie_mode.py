@@ -193,3 +193,19 @@ async def test_the_access_cookie_is_csrf_checked_on_unsafe_methods_only(url: str
         )
         assert logout.status_code == 403
         assert (await client.get("/me", headers=cookie)).status_code == 200
+
+
+async def test_delete_on_the_refresh_path_logs_out_by_the_cookie(client: httpx.AsyncClient) -> None:
+    login = await logged_in(client)
+    cookie = {"Cookie": f"sw_refresh={refresh_cookie(login)}"}
+    forged = await client.delete(
+        "/api/auth/refresh", headers={**cookie, "Origin": TRUSTED + ".evil"}
+    )
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "csrf_failed"
+    assert (await client.get("/api/auth/sessions", headers=bearer(login.json()))).status_code == 200
+    out = await client.delete("/api/auth/refresh", headers={**cookie, **ORIGIN})
+    assert out.status_code == 204
+    assert set_cookies(out)["sw_refresh"]["value"] == ""
+    assert (await client.get("/api/auth/sessions", headers=bearer(login.json()))).status_code == 401
+    again = await client.delete("/api/auth/refresh", headers={**cookie, **ORIGIN})
+    assert again.status_code == 204  # nothing left to revoke; the cookie is deleted again

@@ -14,6 +14,7 @@ body; refresh reads it from there, and a refresh by cookie must pass the CSRF ch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,7 +22,7 @@ from fastapi.routing import APIRoute
 
 from ..auth.manager import Principal, TokenPair
 from ..clock import iso_utc
-from ..errors import InvalidArgument, InvalidToken
+from ..errors import InvalidArgument, InvalidToken, SessionError
 from ..ward import Ward
 from ..web.client import client_ip
 from ..web.csrf import check_csrf
@@ -118,6 +119,19 @@ def _refresh(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | Non
             except InvalidToken as exc:  # spent, reused or unknown: the cookie is no use
                 raise _cleared(exc, cookie, request) from None
             return _answer(pair, cookie, request, response, owner.ward)
+
+        @router.delete("/refresh", status_code=204, response_class=Response,
+                       responses=_errors(403))  # fmt: skip
+        async def logout_by_cookie(request: Request) -> Response:
+            """Log out by the refresh cookie (sent only to this path): revoke its session and
+            delete the cookie. 403 ``csrf_failed``."""
+            token = cookie.read(request)
+            if token is not None:
+                check_csrf(request, request.method, owner.trusted_origins)
+                with suppress(SessionError):  # not live: nothing left to revoke
+                    session = await owner.ward.sessions.validate(token)
+                    await owner.ward.sessions.revoke(session.user_id, session.session_id)
+            return _ended(cookie, request)
 
 
 def _logouts(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | None) -> None:
