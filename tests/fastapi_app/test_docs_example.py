@@ -93,3 +93,13 @@ async def test_a_route_limit_refuses_with_retry_after(client: httpx.AsyncClient)
     assert refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
     assert (await client.put("/notes", json={}, headers=await signed_in(client))).status_code == 200
+
+
+async def test_the_auth_router_is_limited_per_address(client: httpx.AsyncClient) -> None:
+    # the limit runs before anything else of a route: ten quick 401s spend the burst of 10
+    for _ in range(10):
+        assert (await client.get("/auth/sessions")).status_code == 401
+    refused = await client.post("/auth/login", json={"username": "any", "password": "any"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1
