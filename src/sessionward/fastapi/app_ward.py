@@ -53,13 +53,11 @@ class SessionWard(Dependencies):
         kinds: Sequence[JobKind] = (),
         cookie: str | None = None,
         trusted_origins: Sequence[str] = (),
-        max_event_bytes: int = 1 << 20,
     ) -> None:
         self.settings = settings or Settings.defaults()
         self.url = url or self.settings.store
         self.cookie = cookie
         self.trusted_origins = tuple(trusted_origins)
-        self._max_event_bytes = max_event_bytes
         self._want_events = events
         self._want_worker = worker
         self._kinds = tuple(kinds)
@@ -86,8 +84,10 @@ class SessionWard(Dependencies):
             ward = await stack.enter_async_context(open_ward(self.url, settings=self.settings))
             load_keys(self.settings, ward.store.url)  # refuse to start without a usable secret
             if self._want_events:
+                # a WebSocket message's JSON escapes may take six times its size on the wire
+                most = 6 * self.settings.ws_max_message_bytes + 4096
                 self._events = await stack.enter_async_context(
-                    open_event_hub(self.url, max_event_bytes=self._max_event_bytes)
+                    open_event_hub(self.url, max_event_bytes=most)
                 )
                 ward.jobs.attach_events(self._events)
             for kind in self._kinds:

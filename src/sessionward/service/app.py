@@ -32,11 +32,7 @@ _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 4
 def service_ward(settings: Settings) -> SessionWard:
     """The ward, the event hub, the built-in job kinds and this instance's worker. On the
     way out the worker stops; jobs it was running run again once their lease runs out."""
-    return SessionWard(
-        settings.store, settings=settings, events=True, worker=True, kinds=BUILTIN,
-        # a WebSocket message's JSON escapes may take six times its size on the wire
-        max_event_bytes=6 * settings.ws_max_message_bytes + 4096,
-    )  # fmt: skip
+    return SessionWard(settings.store, settings=settings, events=True, worker=True, kinds=BUILTIN)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
