@@ -131,6 +131,7 @@ async def test_a_reused_cookie_revokes_the_session_and_clears_the_cookie(
     assert gone.status_code == 401
     missing = await client.post("/api/auth/refresh", headers=ORIGIN)
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_token"
+    assert "set-cookie" not in missing.headers  # nothing sent, nothing to delete
 
 
 async def test_logout_revokes_and_clears_the_cookie(client: httpx.AsyncClient) -> None:
@@ -209,3 +210,5 @@ async def test_delete_on_the_refresh_path_logs_out_by_the_cookie(client: httpx.A
     assert (await client.get("/api/auth/sessions", headers=bearer(login.json()))).status_code == 401
     again = await client.delete("/api/auth/refresh", headers={**cookie, **ORIGIN})
     assert again.status_code == 204  # nothing left to revoke; the cookie is deleted again
+    bare = await client.delete("/api/auth/refresh", headers=ORIGIN)
+    assert bare.status_code == 204 and "set-cookie" not in bare.headers

@@ -111,8 +111,8 @@ def _refresh(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | Non
             """A new access token for the cookie's session, and the cookie's successor.
             401 ``invalid_token`` or ``token_reused``; 403 ``csrf_failed``."""
             token = cookie.read(request)
-            if token is None:
-                raise _cleared(InvalidToken("no refresh cookie"), cookie, request)
+            if token is None:  # nothing to delete: a Set-Cookie here would let others clear it
+                raise InvalidToken("no refresh cookie")
             check_csrf(request, request.method, owner.trusted_origins)
             try:
                 pair = await owner.ward.auth.refresh(token)
@@ -126,11 +126,12 @@ def _refresh(router: APIRouter, owner: Dependencies, cookie: RefreshCookie | Non
             """Log out by the refresh cookie (sent only to this path): revoke its session and
             delete the cookie. 403 ``csrf_failed``."""
             token = cookie.read(request)
-            if token is not None:
-                check_csrf(request, request.method, owner.trusted_origins)
-                with suppress(SessionError):  # not live: nothing left to revoke
-                    session = await owner.ward.sessions.validate(token)
-                    await owner.ward.sessions.revoke(session.user_id, session.session_id)
+            if token is None:
+                return Response(status_code=204)
+            check_csrf(request, request.method, owner.trusted_origins)
+            with suppress(SessionError):  # not live: nothing left to revoke
+                session = await owner.ward.sessions.validate(token)
+                await owner.ward.sessions.revoke(session.user_id, session.session_id)
             return _ended(cookie, request)
 
 
