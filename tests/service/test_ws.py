@@ -209,6 +209,23 @@ async def test_auth_is_answered_with_ready(ws_server: Server, name: str) -> None
         assert await heard(ws) == "hello"
 
 
+@pytest.mark.parametrize("good", [True, False])
+async def test_a_bearer_subprotocol_replaces_the_auth_frame(
+    ws_server: Server, name: str, good: bool
+) -> None:
+    tokens = await signed_up(ws_server, name)
+    token = tokens["access_token"] if good else "not-a-jwt"
+    protocols = cast(Any, ["sessionward", "bearer." + token])
+    async with connect(ws_url(ws_server), subprotocols=protocols, open_timeout=DEADLINE) as ws:
+        assert ws.subprotocol == "sessionward"  # never the token
+        if not good:
+            assert await until_closed(ws) == ([], 4401)
+            return
+        assert await receive(ws) == {"type": "ready", "session_id": tokens["session_id"]}
+        await say(ws, "no auth frame")
+        assert await heard(ws) == "no auth frame"
+
+
 async def test_no_auth_in_time_closes_1008(ws_server: Server) -> None:
     async with socket(ws_server) as ws:
         started = time.monotonic()

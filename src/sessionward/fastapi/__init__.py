@@ -14,10 +14,13 @@ from .cookies import RefreshCookie
 from .deps import access_token, from_app
 from .errors import install_handlers
 from .limits import by_ip, by_session, by_user
+from .websocket import GuardedWebSocket, WebSocketRefused
 
 __all__ = [
+    "GuardedWebSocket",
     "RefreshCookie",
     "SessionWard",
+    "WebSocketRefused",
     "access_token",
     "auth_router",
     "by_ip",

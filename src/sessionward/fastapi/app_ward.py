@@ -9,7 +9,7 @@ starts and closed after it ends. ``sw.auth_router()`` is the auth router (docs/f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ import anyio
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from ..auth.keys import load_keys
 from ..config import Settings
@@ -25,10 +26,12 @@ from ..jobs import JobKind, JobWorker
 from ..limits import FailMode
 from ..urls import StoreURL
 from ..ward import Ward, open_ward
+from ..web.ws_frames import CHAT, Shapes
 from .auth import auth_router, sessions_router
 from .cookies import RefreshCookie
 from .deps import Dependencies
 from .limits import KeyFactory, by_ip, route_limit
+from .websocket import GuardedWebSocket
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -126,6 +129,22 @@ class SessionWard(Dependencies):
     def sessions_router(self, *, route_class: type[APIRoute] = APIRoute) -> APIRouter:
         """The caller's sessions (list, revoke one) alone, under a prefix of the app's."""
         return sessions_router(self, route_class=route_class)
+
+    def websocket(
+        self,
+        websocket: WebSocket,
+        *,
+        shapes: Shapes = CHAT,
+        rate: str | None = None,
+        name: str = "ws",
+        channels: Iterable[str] = (),
+        subprotocol: str = "sessionward",
+    ) -> GuardedWebSocket:
+        """The guard for one of the app's WebSocket routes, with this ward and (if
+        ``events=True``) its hub: ``async with sw.websocket(ws) as guarded: ...``
+        (:class:`~sessionward.fastapi.websocket.GuardedWebSocket` explains the options)."""
+        return GuardedWebSocket(websocket, self.ward, self._events, shapes=shapes, rate=rate,
+                                name=name, channels=channels, subprotocol=subprotocol)  # fmt: skip
 
     def wrap(self, inner: Lifespan) -> Lifespan:
         """The app's own lifespan, run inside this one."""
