@@ -105,7 +105,7 @@ async def instance(url: str, settings: Settings, started: Started, *,
         open_event_hub(url) as hub,
         anyio.create_task_group() as tasks,
     ):
-        ward.jobs.events = hub
+        ward.jobs.attach_events(hub)
         for kind in started.kinds():
             ward.jobs.register(kind)
         if worker:

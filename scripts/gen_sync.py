@@ -38,8 +38,9 @@ TARGETS = [
     ("sessionward.ward", "Ward", "SyncWardMethods"),
 ]
 # not for callers of the blocking API: the sweeper, the raw limiter primitive, a job's live
-# changes (an async generator) and the job manager's hooks for its workers and the service
-SKIP = {"run_sweeper", "gcra", "watch", "announce", "poke_workers", "notify_work"}
+# changes (an async generator), the job manager's hooks for its workers and the service, and
+# attaching an (async) event hub
+SKIP = {"run_sweeper", "gcra", "watch", "announce", "poke_workers", "notify_work", "attach_events"}
 #: async class -> (its attribute holding the synchronous path or None, that path's module, class)
 DIRECT = {"RateLimiter": ("_direct", "sessionward.limits.limiter", "DirectLimiter")}
 OUTPUT = Path(__file__).resolve().parent.parent / "src" / "sessionward" / "_sync_api.py"

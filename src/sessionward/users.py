@@ -20,7 +20,11 @@ from .stores.records import NewUserRow, UserChange, UserRow
 from .tokens import new_public_id
 from .validation import check_text
 
-USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")
+MIN_USERNAME, MAX_USERNAME = 3, 64
+# Anchored, and only syntax Python's re, pydantic (Rust regex) and JSON Schema (ECMA 262) read
+# alike: request models publish this very pattern in the OpenAPI schema.
+USERNAME_PATTERN = f"^[A-Za-z0-9_.-]{{{MIN_USERNAME},{MAX_USERNAME}}}$"
+USERNAME = re.compile(USERNAME_PATTERN)
 ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024
 ADMIN = "admin"
@@ -56,7 +60,9 @@ def possible_username(username: object) -> bool:
 
 def check_username(username: str) -> str:
     if not isinstance(username, str) or not USERNAME.fullmatch(username):
-        raise InvalidArgument("a username is 3 to 64 letters, digits, '_', '.' or '-'")
+        raise InvalidArgument(
+            f"a username is {MIN_USERNAME} to {MAX_USERNAME} letters, digits, '_', '.' or '-'"
+        )
     return username
 
 

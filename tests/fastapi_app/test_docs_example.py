@@ -1,4 +1,4 @@
-"""The app at the top of docs/fastapi.md, run as written, on SQLite and Redis."""
+"""The app at the top of docs/fastapi.md, run as written, on SQLite, Redis and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import url_for
+from tests.conftest import SHARED_BACKENDS, url_for
 
 pytestmark = pytest.mark.anyio
 DOC = Path(__file__).parents[2] / "docs" / "fastapi.md"
@@ -23,7 +23,7 @@ def example_source() -> str:
     return match.group(1)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=SHARED_BACKENDS)
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
@@ -39,8 +39,8 @@ async def client(
 
 async def signed_in(client: httpx.AsyncClient) -> dict[str, str]:
     creds = {"username": f"u{uuid.uuid4().hex[:12]}", "password": "a long enough password"}
-    assert (await client.post("/register", json=creds)).status_code == 201
-    login = await client.post("/login", json=creds)
+    assert (await client.post("/auth/register", json=creds)).status_code == 201
+    login = await client.post("/auth/login", json=creds)
     assert login.status_code == 200
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
@@ -75,11 +75,11 @@ async def test_sessionward_errors_are_problems_the_apps_own_are_not(
     client: httpx.AsyncClient,
 ) -> None:
     creds = {"username": "nobody-" + uuid.uuid4().hex[:8], "password": "wrong password!!"}
-    wrong = await client.post("/login", json=creds)
+    wrong = await client.post("/auth/login", json=creds)
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "invalid_credentials"
     assert (await client.get("/no-such-page")).json() == {"detail": "Not Found"}
-    invalid = await client.post("/login", json={"username": 1})
+    invalid = await client.post("/auth/login", json={"username": 1})
     assert invalid.status_code == 422
     assert "detail" in invalid.json()
 
@@ -93,3 +93,13 @@ async def test_a_route_limit_refuses_with_retry_after(client: httpx.AsyncClient)
     assert refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
     assert (await client.put("/notes", json={}, headers=await signed_in(client))).status_code == 200
+
+
+async def test_the_auth_router_is_limited_per_address(client: httpx.AsyncClient) -> None:
+    # the limit runs before anything else of a route: ten quick 401s spend the burst of 10
+    for _ in range(10):
+        assert (await client.get("/auth/sessions")).status_code == 401
+    refused = await client.post("/auth/login", json={"username": "any", "password": "any"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1

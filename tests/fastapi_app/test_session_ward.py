@@ -10,18 +10,18 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from sessionward import Principal, Settings
-from sessionward.fastapi import SessionWard, install_handlers
+from sessionward.fastapi import SessionWard, from_app, install_handlers
 from sessionward.jobs.builtin import PII_SCAN
-from tests.conftest import url_for
+from tests.conftest import SHARED_BACKENDS, url_for
 
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings.defaults(secret_key="a test secret of at least thirty-two chars")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=SHARED_BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url_for(str(request.param), tmp_path)
 
@@ -80,3 +80,38 @@ async def test_cookie_mode_reads_the_access_token_from_the_cookie(url: str) -> N
             await sw.ward.auth.logout(await sw.ward.auth.authenticate(pair.access_token))
             revoked = await client.get("/me", headers={"Cookie": f"access={pair.access_token}"})
             assert revoked.status_code == 401
+
+
+async def test_from_app_finds_the_apps_session_ward(url: str) -> None:
+    sw = SessionWard(url, settings=SETTINGS)
+    app = FastAPI(lifespan=sw.lifespan)
+    install_handlers(app)
+    router = APIRouter()  # as in a module that cannot import the app's SessionWard
+
+    @router.get("/me")
+    async def me(who: Principal = Depends(from_app.principal)) -> str:  # noqa: B008
+        return who.user_id
+
+    app.include_router(router)
+    async with app.router.lifespan_context(app):
+        name = f"u{uuid.uuid4().hex[:12]}"
+        user = await sw.ward.users.create(name, "a long enough password")
+        pair = await sw.ward.auth.login(name, "a long enough password")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            auth = {"Authorization": f"Bearer {pair.access_token}"}
+            assert (await client.get("/me", headers=auth)).json() == user.user_id
+            assert (await client.get("/me")).status_code == 401
+
+
+async def test_from_app_without_a_session_ward_says_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(who: Principal = Depends(from_app.principal)) -> str:  # noqa: B008
+        return who.user_id
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        with pytest.raises(RuntimeError, match=r"pass SessionWard\.lifespan"):
+            await client.get("/me")

@@ -175,7 +175,7 @@ async def running(
         open_event_hub(url) as events,
         anyio.create_task_group() as tasks,
     ):
-        ward.jobs.events = events
+        ward.jobs.attach_events(events)
         for kind in all_kinds() + (extra(ward) if extra else []):
             ward.jobs.register(kind)
         if worker:

@@ -78,9 +78,9 @@ def test_the_schema_states_what_the_service_checks(fuzzed: Server) -> None:
     params are in it, and every documented error has the error shape."""
     schema = httpx.get(f"{fuzzed.url}/openapi.json").json()
     components = schema["components"]["schemas"]
-    username = components["Registration"]["properties"]["username"]
+    username = components["NewAccount"]["properties"]["username"]
     assert (username["pattern"], username["maxLength"]) == ("^[A-Za-z0-9_.-]{3,64}$", 64)
-    assert components["Registration"]["properties"]["password"]["minLength"] == 10
+    assert components["NewAccount"]["properties"]["password"]["minLength"] == 10
     kinds = {alt["properties"]["kind"]["const"]: alt for alt in components["JobIn"]["oneOf"]}
     assert set(kinds) == {"sleep", "pii_scan"}
     assert kinds["sleep"]["properties"]["params"]["required"] == ["seconds"]

@@ -4,7 +4,7 @@
     app = FastAPI(lifespan=sw.lifespan)
 
 ``sw.wrap(my_lifespan)`` composes with the app's own lifespan: the ward is open before it
-starts and closed after it ends.
+starts and closed after it ends. ``sw.auth_router()`` is the auth router (docs/fastapi.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 import anyio
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
@@ -22,8 +24,11 @@ from ..config import Settings
 from ..events import EventHub, open_event_hub
 from ..jobs import JobKind, JobWorker
 from ..limits import FailMode
+from ..urls import StoreURL
 from ..ward import Ward, open_ward
 from ..web.ws_frames import CHAT, Shapes
+from .auth import auth_router, sessions_router
+from .cookies import RefreshCookie
 from .deps import Dependencies
 from .limits import KeyFactory, by_ip, route_limit
 from .websocket import GuardedWebSocket
@@ -35,23 +40,27 @@ class SessionWard(Dependencies):
     """One ward (and optionally an event hub and a job worker) for one ASGI app.
 
     ``kinds`` are the job kinds registered when the ward opens; ``worker=True`` runs them in
-    this process for the app's lifetime. ``cookie`` names an HttpOnly cookie the access token
-    may come in when there is no ``Authorization`` header.
+    this process for the app's lifetime; with ``events`` the jobs publish on the hub.
+    ``cookie`` names an HttpOnly cookie the access token may come in when there is no
+    ``Authorization`` header; an unsafe request authenticated by a cookie must come from the
+    request's own origin or one of ``trusted_origins`` (403 ``csrf_failed``).
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | StoreURL | None = None,
         *,
         settings: Settings | None = None,
         events: bool = False,
         worker: bool = False,
         kinds: Sequence[JobKind] = (),
         cookie: str | None = None,
+        trusted_origins: Sequence[str] = (),
     ) -> None:
         self.settings = settings or Settings.defaults()
         self.url = url or self.settings.store
         self.cookie = cookie
+        self.trusted_origins = tuple(trusted_origins)
         self._want_events = events
         self._want_worker = worker
         self._kinds = tuple(kinds)
@@ -83,9 +92,13 @@ class SessionWard(Dependencies):
                 self._events = await stack.enter_async_context(
                     open_event_hub(self.url, max_event_bytes=most)
                 )
+                ward.jobs.attach_events(self._events)
             for kind in self._kinds:
                 ward.jobs.register(kind)
             self._ward = ward
+            state = getattr(app, "state", None)
+            if state is not None:
+                state.sessionward = self  # for from_app's dependencies
             try:
                 if self._want_worker:
                     worker = JobWorker(
@@ -103,6 +116,19 @@ class SessionWard(Dependencies):
         """A dependency enforcing ``policy`` on this route, e.g. ``limit("5/minute",
         key=by_user)``."""
         return route_limit(self, policy, key=key, name=name, fail=fail)
+
+    def auth_router(
+        self, *, cookie: RefreshCookie | None = None, sessions: bool = True,
+        route_class: type[APIRoute] = APIRoute,
+    ) -> APIRouter:  # fmt: skip
+        """Register, login, refresh, logout, logout-all and (with ``sessions``) the caller's
+        sessions, to include under a prefix: ``app.include_router(sw.auth_router(),
+        prefix="/auth")``. ``cookie`` turns on cookie mode for the refresh token."""
+        return auth_router(self, cookie=cookie, sessions=sessions, route_class=route_class)
+
+    def sessions_router(self, *, route_class: type[APIRoute] = APIRoute) -> APIRouter:
+        """The caller's sessions (list, revoke one) alone, under a prefix of the app's."""
+        return sessions_router(self, route_class=route_class)
 
     def websocket(
         self,

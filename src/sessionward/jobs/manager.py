@@ -13,7 +13,7 @@ a long queue never starves another user's first job. A user may have at most
 ``jobs_per_user_queued`` waiting jobs (:class:`JobLimitExceeded`). Parameters are validated
 by the kind's model before anything is queued (:class:`InvalidJobParams`). Status and
 progress changes are published on the user's event channel (``{"type": "job", ...}``) when
-an event hub is attached (``ward.jobs.events = hub``), which also wakes the workers of every
+an event hub is attached (``ward.jobs.attach_events(hub)``), which also wakes the workers of every
 instance the moment a job is submitted and carries cancels to the instance running the job.
 """
 
@@ -86,10 +86,19 @@ class Jobs:
         self._store = store
         self._settings = settings
         self.kinds: dict[str, JobKind] = {}
-        self.events: EventHub | None = None
+        self._events: EventHub | None = None
         self.instance = secrets.token_hex(8)  # tells this instance's own events apart
         self.workers: list[LocalWorker] = []
         self._publishing = self._publish_again = False
+
+    @property
+    def events(self) -> EventHub | None:
+        """The attached event hub, if any."""
+        return self._events
+
+    def attach_events(self, hub: EventHub) -> None:
+        """Publish job events on ``hub`` and wake workers through it."""
+        self._events = hub
 
     def register(self, kind: JobKind) -> JobKind:
         if kind.name in self.kinds:

@@ -10,14 +10,13 @@ into a traceback. Unexpected exceptions are logged with their traceback and answ
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import Match
 
 from .. import errors as e
 from ..web.errors import (
@@ -83,22 +82,16 @@ def _field(error: Any) -> dict[str, str]:
     return {"field": name, "message": str(error.get("msg", "invalid"))}
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed(request: Request) -> str:
     """Every method the path takes. Starlette's 405 names only the first route that matched
     the path, where a path served by several routes (GET and POST of ``/v1/jobs``) takes more.
-    The service includes its routers without a prefix, so their routes match as they are."""
-    methods: set[str] = set()
-    scope = {**request.scope, "method": ""}
-    for route in _routes(request.app.router.routes):
-        if route.methods and route.matches(scope)[0] is not Match.NONE:
-            methods |= route.methods
-    return ", ".join(sorted(methods))
-
-
-def _routes(routes: Sequence[BaseRoute]) -> Iterator[Route]:
-    for route in routes:
-        included = getattr(route, "original_router", None)  # FastAPI's included routers
-        if included is not None:
-            yield from _routes(included.routes)
-        elif isinstance(route, Route):
-            yield route
+    Each method is tried on the app's router as it would route it, prefixes and all."""
+    routes = request.app.router.routes
+    allowed = [
+        method for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]  # fmt: skip
+    return ", ".join(allowed)

@@ -4,35 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..clock import iso_utc
-from ..users import MAX_PASSWORD, MIN_PASSWORD, USERNAME
+from ..fastapi.models import ErrorResponse, Strict
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class Credentials(Strict):
-    username: str = Field(max_length=256)
-    password: str = Field(max_length=4096)
-
-
-class Registration(Strict):
-    """Credentials of a new account. The schema states the rules ``Users.create`` applies
-    (so a request valid by the schema is accepted); the check and its message stay there."""
-
-    username: str = Field(
-        max_length=256, json_schema_extra={"pattern": f"^{USERNAME.pattern}$", "maxLength": 64}
-    )
-    password: str = Field(
-        max_length=4096, json_schema_extra={"minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD}
-    )
-
-
-class RefreshRequest(Strict):
-    refresh_token: str = Field(max_length=1024)
+__all__ = ["ErrorResponse", "Strict"]  # shared with the auth router
 
 
 class StateWrite(Strict):
@@ -43,33 +20,6 @@ class ChargeIn(Strict):
     amount: int = Field(ge=1, le=2**53)
     idempotency_key: str = Field(min_length=1, max_length=255)
     description: str = Field(default="", max_length=500)
-
-
-class Registered(BaseModel):
-    user_id: str
-    username: str
-
-
-class Tokens(BaseModel):
-    access_token: str
-    refresh_token: str
-    token_type: str
-    expires_in: int
-    session_id: str
-
-
-class SessionOut(BaseModel):
-    session_id: str
-    created_at: str
-    last_seen_at: str
-    expires_at: str
-    ip: str | None
-    user_agent: str | None
-    current: bool
-
-
-class SessionList(BaseModel):
-    sessions: list[SessionOut]
 
 
 class Document(BaseModel):
@@ -158,26 +108,6 @@ class Ready(BaseModel):
     status: str
     store: str
     latency_ms: float
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """The error shape of docs/http-api.md; some codes add fields of their own."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-    message: str
-    retry_after: int | None = Field(default=None, ge=0, description="429 and 503: seconds")
-    fields: list[FieldError] | None = Field(default=None, description="422 invalid_request")
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
 
 
 iso = iso_utc  # the API shows every time this way

@@ -107,12 +107,15 @@ def to_api_error(exc: Exception) -> ApiError:
 
 
 def respond(error: ApiError) -> JSONResponse:
+    headers = error.headers
+    if error.status == 401 and "WWW-Authenticate" not in headers:
+        headers = {**headers, "WWW-Authenticate": "Bearer"}  # RFC 9110: every 401 has one
     return error_response(
         error.status,
         error.code,
         error.message,
         retry_after=error.retry_after,
         fields=error.fields,
-        headers=error.headers,
+        headers=headers,
         extra=error.extra,
     )
