@@ -33,6 +33,7 @@ MIRRORS = {
     "budget_prelude.lua": "sessionward.rules.budgets.charge_refusal",
     "job_claim.lua": "sessionward.rules.jobs.fair_order",
     "job_reap.lua": "sessionward.rules.jobs.reap",
+    "job_release.lua": "sessionward.rules.jobs.release",
     "prelude.lua": "sessionward.rules.state.version_matches",
 }
 _NAMED = re.compile(r"\b(sessionward\.rules\.\w+)\.(\w+)")

@@ -245,6 +245,14 @@ class JobStore(Protocol):
         slots; returns them as they end up."""
         ...
 
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        """Hand back the given jobs this worker holds (its clean stop), by :func:`release`:
+        a ``running`` one is ``queued`` again in its place with its attempt not charged, a
+        ``cancelling`` one ``cancelled``. Frees their slots in the same step. Jobs not held
+        by this worker (finished, reaped, another's) are left as they are. Returns the
+        released jobs as they end up, by ``seq``."""
+        ...
+
     async def purge_jobs(self, *, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` jobs that finished before ``finished_before``, the oldest
         finished first (ties by ``seq``)."""
