@@ -82,6 +82,13 @@ class SessionStore(Protocol):
 
     async def revoke_user_sessions(self, user_id: str, *, keep: str | None = None) -> int: ...
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        """The user a session id belongs to (an administrator's lookup: the CLI's ``sessions
+        revoke ID``), by an index on the id, never a walk over the users; ``None`` if no
+        such session is stored. A session's owner never changes; a session that has ended
+        may still be named until it is swept (Redis: until its absolute end)."""
+        ...
+
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         """The user's live sessions, oldest first, and the store's time."""
         ...
