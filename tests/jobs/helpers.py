@@ -174,6 +174,17 @@ def hang_first_thread(ctx: ThreadJobContext, params: Seconds) -> dict[str, int]:
     return {"attempt": ctx.attempt}
 
 
+#: Set by a test to let the stubborn thread handler of each job return.
+LET_GO = threading.Event()
+
+
+def stubborn_thread(ctx: ThreadJobContext, params: Seconds) -> dict[str, int]:
+    """A thread handler that ignores a stop on its first run until the test lets it go."""
+    if _first_run(ctx.job_id):
+        LET_GO.wait(60)  # the work itself, deaf to ctx.cancelled
+    return {"attempt": ctx.attempt}
+
+
 def all_kinds() -> list[JobKind]:
     return [
         *BUILTIN,
@@ -191,6 +202,7 @@ def all_kinds() -> list[JobKind]:
         JobKind("hang_once", hang_once, Seconds),
         JobKind("hang_once_1", hang_once, Seconds, max_attempts=1),
         JobKind("hang_first_1", hang_first, Seconds, max_attempts=1),
+        JobKind("stubborn_thread", stubborn_thread, Seconds, executor="thread", timeout=60),
         JobKind(
             "hang_first_thread",
             hang_first_thread,

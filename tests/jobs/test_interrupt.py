@@ -16,7 +16,17 @@ from sessionward import Settings
 from sessionward.events import Subscription, user_channel
 from sessionward.ward import Ward
 
-from .helpers import FAST, has_run, row, running, start_worker_process, status_is, until, worker_in
+from .helpers import (
+    FAST,
+    LET_GO,
+    has_run,
+    row,
+    running,
+    start_worker_process,
+    status_is,
+    until,
+    worker_in,
+)
 from .test_limits import shared_url  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
@@ -98,6 +108,28 @@ async def test_a_clean_stop_hands_its_job_back_at_once(store_url: str, kind: str
 
             await until(pushed, 5, "the last push")
         assert seen[seen.index("queued") + 1 :][-1:] == ["succeeded"], seen
+
+
+async def test_a_thread_that_does_not_return_keeps_its_job_until_the_lease(
+    store_url: str,
+) -> None:
+    """A thread cannot be interrupted: a clean stop waits half of job_release_timeout for it,
+    then leaves its job to the lease, so it never runs twice at once."""
+    settings = Settings(**{**FAST, "job_release_timeout": 0.4})
+    LET_GO.clear()
+    async with running(store_url, settings, worker=False) as ward:
+        job = await ward.jobs.submit("alice", "stubborn_thread", {})
+        async with worker_in(ward) as first:
+            await until(partial(has_run, job.job_id), 10, "the handler starting")
+            stopping = anyio.current_time()
+        assert anyio.current_time() - stopping < 2  # bounded by the setting
+        kept = await row(ward, "alice", job.job_id)
+        assert (kept.status, kept.worker_id, kept.attempts) == ("running", first.worker_id, 1)
+        LET_GO.set()  # the first run ends; it is not this worker's to finish any more
+        async with worker_in(ward):
+            await until(partial(status_is, ward, "alice", job.job_id, "succeeded"), 10)
+        done = await row(ward, "alice", job.job_id)
+        assert (done.attempts, done.result) == (2, '{"attempt":2}')  # reaped, then run again
 
 
 async def test_a_cancelling_job_of_a_stopping_worker_ends_cancelled(store_url: str) -> None:
