@@ -72,6 +72,12 @@ class SyncSessions:
         """Revoke one of ``user_id``'s sessions; ``False`` if it was not live (or not theirs)."""
         return self._portal.call(self._inner.revoke, user_id, session_id)
 
+    def revoke_by_id(self, session_id: str) -> bool:
+        """Revoke a session by its id alone, whoever owns it (an administrator's call: the
+        CLI's ``sessions revoke ID``); ``False`` if it was not live. The store finds the owner
+        by an index on the id, then revokes as :meth:`revoke` does."""
+        return self._portal.call(self._inner.revoke_by_id, session_id)
+
     def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every live session of ``user_id`` except ``keep``; return how many."""
         return self._portal.call(partial(self._inner.revoke_all, user_id, keep=keep))

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     job_lease: Annotated[float, Field(gt=0, le=3600)] = 15.0
     job_heartbeat: Annotated[float, Field(gt=0, le=600)] = 1.0
     job_poll_interval: Annotated[float, Field(gt=0, le=600)] = 1.0
+    job_release_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0  # a clean stop's hand-back
     job_retention: Seconds = 7 * 86400.0
 
     # brute-force protection

@@ -129,7 +129,11 @@ def _parse_limit(text: str) -> Limit:
 
 
 def _window_text(window: float) -> str:
+    """The window in the largest unit that divides it, so that the text parses back (a
+    window was written as at most 9 digits of some unit, so it fits in 9 digits of that)."""
     for name, seconds in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if window == seconds:
             return name
+        if window % seconds == 0:
+            return f"{int(window // seconds)} {name}s"
     return f"{int(window)} seconds"

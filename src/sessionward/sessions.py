@@ -35,7 +35,7 @@ from .stores.records import (
     StateScope,
 )
 from .tokens import hash_token, new_public_id, new_token, plausible_token
-from .validation import check_id, check_text, encode_json
+from .validation import check_id, check_text, encode_json, possible_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,17 @@ class Sessions:
         """Revoke one of ``user_id``'s sessions; ``False`` if it was not live (or not theirs)."""
         key = ById(check_id(user_id, "user_id"), check_id(session_id, "session_id"))
         return await self._store.revoke_session(key)
+
+    async def revoke_by_id(self, session_id: str) -> bool:
+        """Revoke a session by its id alone, whoever owns it (an administrator's call: the
+        CLI's ``sessions revoke ID``); ``False`` if it was not live. The store finds the
+        owner by an index on the id, then revokes as :meth:`revoke` does."""
+        if not possible_id(session_id):  # names no session: never sent to the store
+            return False
+        owner = await self._store.find_session_owner(session_id)
+        if owner is None:
+            return False
+        return await self._store.revoke_session(ById(owner, session_id))
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every live session of ``user_id`` except ``keep``; return how many."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import unquote as _unquote_lossy
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -132,6 +133,8 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
         raise ConfigurationError(
             f"{_describe(url)} is not a storage URL; use one of: {_accepted()}"
         )
+    if "\x00" in url or not _encodable(url):
+        raise ConfigurationError("a storage URL cannot hold a NUL character or a lone surrogate")
     scheme = url.split("://", 1)[0].lower()
     backend = _SCHEMES.get(scheme)
     if backend is None:
@@ -174,8 +177,35 @@ def _describe(url: object) -> str:
     return repr(url) if isinstance(url, str) and len(url) < 80 else f"a {type(url).__name__}"
 
 
+def unquote(text: str) -> str:
+    """A part of a URL, %-decoded: refused unless it is valid UTF-8 without NUL (which no
+    driver, file system or server takes), never silently replaced."""
+    try:
+        decoded = _unquote_lossy(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigurationError("a storage URL's %-escapes must be valid UTF-8") from None
+    if "\x00" in decoded or not _encodable(decoded):
+        raise ConfigurationError("a storage URL cannot hold a NUL character or a lone surrogate")
+    return decoded
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _query(query: str, scheme: str) -> dict[str, str]:
-    pairs = parse_qsl(query, keep_blank_values=True)
+    if not _encodable(query) or "\x00" in query:
+        raise ConfigurationError("a storage URL cannot hold a NUL character or a lone surrogate")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigurationError("a storage URL's %-escapes must be valid UTF-8") from None
+    if any("\x00" in name or "\x00" in value for name, value in pairs):
+        raise ConfigurationError("a storage URL cannot hold a NUL character")
     names = [name for name, _ in pairs]
     repeated = {name for name in names if names.count(name) > 1}
     if repeated:

@@ -32,10 +32,31 @@ def check_text(value: str | None, what: str, limit: int) -> str | None:
     return value[:limit]
 
 
+#: How deeply JSON the library stores may nest: a fixed bound, so that whether a document
+#: is taken never depends on how deep the caller's stack happens to be (Python's encoder
+#: and decoder recurse), and every reader (json, Lua's cjson) can read back what was written.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and dicts nest more than ``limit`` deep (iteratively: any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    return False
+
+
 def encode_json(
     value: Any, what: str, limit: int | None = None, error: type[InvalidArgument] = InvalidArgument
 ) -> str:
-    """Compact JSON, refusing NaN/Infinity, lone surrogates and anything JSON cannot hold."""
+    """Compact JSON, refusing NaN/Infinity, lone surrogates, nesting deeper than
+    :data:`MAX_JSON_DEPTH` and anything JSON cannot hold."""
+    if isinstance(value, dict | list | tuple) and json_depth_exceeds(value):
+        raise error(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:

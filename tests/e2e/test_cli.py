@@ -55,6 +55,23 @@ async def _login(store: str, times: int) -> list[str]:
         return [m.session.session_id for m in made]
 
 
+async def _session_without_account(store: str) -> str:
+    """A session of an application's own user id, for which no account exists (the library
+    does not require one): only a lookup by the session id can find it, not a walk over the
+    accounts."""
+    async with open_ward(store, settings=Settings(), sweep=False) as ward:
+        return (await ward.sessions.create("app-user-7")).session.session_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgresql"], indirect=True)
+def test_sessions_revoke_finds_a_session_by_its_id_alone(store_url: str, tmp_path: Path) -> None:
+    session_id = anyio.run(_session_without_account, store_url)
+    one = sw("sessions", "revoke", session_id, store=store_url, cwd=tmp_path)
+    assert one.returncode == 0 and "revoked 1" in one.stdout, one.stderr
+    again = sw("sessions", "revoke", session_id, store=store_url, cwd=tmp_path)
+    assert again.returncode == 1 and "no active session" in again.stderr
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis", "postgresql"], indirect=True)
 def test_sessions_list_and_revoke(store_url: str, tmp_path: Path) -> None:
     ids = anyio.run(_login, store_url, 3)

@@ -141,6 +141,50 @@ async def hang_once(ctx: JobContext, params: Seconds) -> dict[str, int]:
     return {"attempt": ctx.attempt}
 
 
+_RAN: set[str] = set()  # jobs whose first run started in this process
+
+
+async def has_run(job_id: str) -> bool:
+    """Whether a ``hang_first`` handler has started the job in this process."""
+    return job_id in _RAN
+
+
+def _first_run(job_id: str) -> bool:
+    first = job_id not in _RAN
+    _RAN.add(job_id)
+    return first
+
+
+async def hang_first(ctx: JobContext, params: Seconds) -> dict[str, int]:
+    """Hangs on its first run in this process (until its worker stops), then finishes. A
+    job handed back on a clean stop keeps its attempt number, so only the run tells."""
+    first = _first_run(ctx.job_id)
+    await ctx.progress(0.5, "first run" if first else "again")
+    if first:
+        await anyio.sleep(60)
+    return {"attempt": ctx.attempt}
+
+
+def hang_first_thread(ctx: ThreadJobContext, params: Seconds) -> dict[str, int]:
+    """:func:`hang_first` in a thread, which sees the worker stop through ``ctx.check()``."""
+    if _first_run(ctx.job_id):
+        while True:
+            ctx.check()
+            time.sleep(0.005)  # the work itself
+    return {"attempt": ctx.attempt}
+
+
+#: Set by a test to let the stubborn thread handler of each job return.
+LET_GO = threading.Event()
+
+
+def stubborn_thread(ctx: ThreadJobContext, params: Seconds) -> dict[str, int]:
+    """A thread handler that ignores a stop on its first run until the test lets it go."""
+    if _first_run(ctx.job_id):
+        LET_GO.wait(60)  # the work itself, deaf to ctx.cancelled
+    return {"attempt": ctx.attempt}
+
+
 def all_kinds() -> list[JobKind]:
     return [
         *BUILTIN,
@@ -157,6 +201,16 @@ def all_kinds() -> list[JobKind]:
         JobKind("steps", steps, Seconds),
         JobKind("hang_once", hang_once, Seconds),
         JobKind("hang_once_1", hang_once, Seconds, max_attempts=1),
+        JobKind("hang_first_1", hang_first, Seconds, max_attempts=1),
+        JobKind("stubborn_thread", stubborn_thread, Seconds, executor="thread", timeout=60),
+        JobKind(
+            "hang_first_thread",
+            hang_first_thread,
+            Seconds,
+            executor="thread",
+            max_attempts=1,
+            timeout=60,
+        ),
     ]
 
 

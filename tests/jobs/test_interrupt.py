@@ -1,6 +1,7 @@
-"""A worker that dies (SIGKILL) or stops in the middle of a job: the job keeps its claim
-until its lease runs out, then any worker's reaper marks it ``interrupted``, it runs again
-(once: ``max_attempts`` is 2) and finishes, and its owner's slot is free again."""
+"""A worker that dies (SIGKILL) in the middle of a job: the job keeps its claim until its
+lease runs out, then any worker's reaper marks it ``interrupted``, it runs again (once:
+``max_attempts`` is 2) and finishes, and its owner's slot is free again. A worker that stops
+cleanly hands its jobs back at once, without using up an attempt."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from sessionward import Settings
 from sessionward.events import Subscription, user_channel
 from sessionward.ward import Ward
 
-from .helpers import FAST, row, running, start_worker_process, status_is, until, worker_in
+from .helpers import (
+    FAST,
+    LET_GO,
+    has_run,
+    row,
+    running,
+    start_worker_process,
+    status_is,
+    until,
+    worker_in,
+)
 from .test_limits import shared_url  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
@@ -67,33 +78,68 @@ async def check_slots_are_free(ward: Ward, user: str) -> None:
         await until(partial(status_is, ward, user, job.job_id, "succeeded"))
 
 
-async def test_a_stopped_workers_job_runs_again(store_url: str) -> None:
-    async with running(store_url, Settings(**FAST), worker=False) as ward:
-        job = await ward.jobs.submit("alice", "hang_once", {})
+@pytest.mark.parametrize("kind", ["hang_first_1", "hang_first_thread"])
+async def test_a_clean_stop_hands_its_job_back_at_once(store_url: str, kind: str) -> None:
+    """``max_attempts=1`` survives a restart: the stopped worker's job is queued again the
+    moment the worker has stopped (a 30 s lease is not waited out) and runs to the end on
+    the next worker, on its first attempt."""
+    async with running(store_url, Settings(**{**FAST, "job_lease": 30.0}), worker=False) as ward:
+        job = await ward.jobs.submit("alice", kind, {})
         async with statuses_of(ward, "alice", job.job_id) as seen:
-            async with worker_in(ward) as first:
-                await until(partial(held_by, ward, "alice", job.job_id, first.worker_id))
-            # the worker stopped without finishing it: it holds its claim until the lease ends
-            assert (await ward.jobs.get("alice", job.job_id)).status == "running"
             async with worker_in(ward):
+                await until(partial(has_run, job.job_id), 10, "the handler starting")
+            back = await row(ward, "alice", job.job_id)
+            assert (back.status, back.attempts, back.worker_id, back.lease_expires_at) == (
+                "queued", 0, None, None,
+            )  # fmt: skip
+            assert (await ward.jobs.counts()).running == 0
+            async with worker_in(ward) as second:
                 waited = await until(partial(status_is, ward, "alice", job.job_id, "succeeded"),
                                      10, "the job running again")  # fmt: skip
-                assert waited < FAST["job_lease"] + 2
-                done = await ward.jobs.get("alice", job.job_id)
-                assert (done.attempts, done.result, done.progress) == (2, {"attempt": 2}, 1.0)
+                assert waited < 5  # far less than the lease
+                done = await row(ward, "alice", job.job_id)
+                assert (done.attempts, done.result, done.worker_id) == (
+                    1, '{"attempt":1}', second.worker_id,
+                )  # fmt: skip
                 await check_slots_are_free(ward, "alice")
-        assert_rerun(seen)
+
+            async def pushed() -> bool:
+                return "succeeded" in seen
+
+            await until(pushed, 5, "the last push")
+        assert seen[seen.index("queued") + 1 :][-1:] == ["succeeded"], seen
 
 
-async def test_a_job_whose_attempts_are_spent_fails(store_url: str) -> None:
-    async with running(store_url, Settings(**FAST), worker=False) as ward:
-        job = await ward.jobs.submit("alice", "hang_once_1", {})
+async def test_a_thread_that_does_not_return_keeps_its_job_until_the_lease(
+    store_url: str,
+) -> None:
+    """A thread cannot be interrupted: a clean stop waits half of job_release_timeout for it,
+    then leaves its job to the lease, so it never runs twice at once."""
+    settings = Settings(**{**FAST, "job_release_timeout": 0.4})
+    LET_GO.clear()
+    async with running(store_url, settings, worker=False) as ward:
+        job = await ward.jobs.submit("alice", "stubborn_thread", {})
+        async with worker_in(ward) as first:
+            await until(partial(has_run, job.job_id), 10, "the handler starting")
+            stopping = anyio.current_time()
+        assert anyio.current_time() - stopping < 2  # bounded by the setting
+        kept = await row(ward, "alice", job.job_id)
+        assert (kept.status, kept.worker_id, kept.attempts) == ("running", first.worker_id, 1)
+        LET_GO.set()  # the first run ends; it is not this worker's to finish any more
+        async with worker_in(ward):
+            await until(partial(status_is, ward, "alice", job.job_id, "succeeded"), 10)
+        done = await row(ward, "alice", job.job_id)
+        assert (done.attempts, done.result) == (2, '{"attempt":2}')  # reaped, then run again
+
+
+async def test_a_cancelling_job_of_a_stopping_worker_ends_cancelled(store_url: str) -> None:
+    async with running(store_url, Settings(**{**FAST, "job_lease": 30.0}), worker=False) as ward:
+        job = await ward.jobs.submit("alice", "hang_first_1", {})
         async with worker_in(ward) as first:
             await until(partial(held_by, ward, "alice", job.job_id, first.worker_id))
-        async with worker_in(ward):
-            await until(partial(status_is, ward, "alice", job.job_id, "failed"), 10)
-        done = await ward.jobs.get("alice", job.job_id)
-        assert done.error == "the job's worker stopped too many times"
+            await ward.store.cancel_job("alice", job.job_id)  # the worker has not heard yet
+        done = await row(ward, "alice", job.job_id)
+        assert (done.status, done.worker_id) == ("cancelled", None)
         assert (await ward.jobs.counts()).running == 0
 
 

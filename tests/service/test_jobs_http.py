@@ -294,8 +294,9 @@ def test_jobs_waiting_at_a_restart_run_after_it(backend: str, tmp_path: Path, na
                 done = wait_for(api, alice, job_id, *TERMINAL, deadline=20)
                 assert done["status"] == "succeeded", done
                 assert done["started_at"] > restarted_at  # (server clocks: this machine's)
-            # the first job's worker stopped with the server: it ran again once its lease ran
-            # out (1 s), for its 2 s, and only then did alice's waiting jobs get her slot
+            # the first job's worker handed it back as the server stopped: it ran again first
+            # (its place in alice's queue), for its 2 s, and only then did her waiting jobs
+            # get her one slot
             assert time.monotonic() - restarted > 2
     finally:
         server.stop()

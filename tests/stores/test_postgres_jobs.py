@@ -83,7 +83,7 @@ async def test_a_version_3_schema_is_migrated_and_keeps_its_data(
     store = create_store(url, clock=clock)
     await store.open()
     try:
-        assert [v for v, _ in _versions(schema)] == list(range(1, LATEST + 1)) == [1, 2, 3, 4]
+        assert [v for v, _ in _versions(schema)] == list(range(1, LATEST + 1)) == [1, 2, 3, 4, 5]
         assert _tables_by_schema()[schema] == TABLES
         assert (await store.find_session(ByToken("hash-0"), touch_interval=None)).row == session
         budget = await store.get_budget("alice", "sid-0", default_limit=1, currency="USD")
@@ -103,7 +103,7 @@ async def test_every_job_operation_is_one_round_trip(tmp_path: Path, clock: Fake
     try:
         for round_ in range(7):  # the first ones warm up: statements get prepared
             trips = await _each_once(store, clock, round_)
-        assert trips == dict.fromkeys(trips, 1) and len(trips) == 11
+        assert trips == dict.fromkeys(trips, 1) and len(trips) == 12
     finally:
         await store.aclose()
 
@@ -127,6 +127,9 @@ async def _each_once(store: Store, clock: FakeClock, n: int) -> dict[str, int]:
     assert await traced("cancel", store.cancel_job("b", f"b{n}"))
     assert await traced("get", store.get_job("a", f"a{n}"))
     assert await traced("list", store.list_jobs("a", limit=3))
+    assert len(await traced("release", store.release_jobs("w", [f"c{n}", "nope"]))) == 1
+    claim = store.claim_jobs("w", want=1, limits=JobLimits(9, 9), lease=LEASE)
+    assert len(await traced("claim", claim)) == 1  # c's job again
     clock.advance(LEASE)
     assert len(await traced("reap", store.reap_jobs(limit=9))) == 2
     assert await traced("purge", store.purge_jobs(finished_before=clock.now() + 1, limit=9)) == 3
@@ -224,7 +227,7 @@ async def _raw_call(
         cur = await conn.execute(jobs.claim, {**params, "now": now, "lock": lock})
         held += [(row[0], row[1]) for row in await cur.fetchall()]
     elif roll < 0.75 and held:
-        await _random_worker_call(conn, jobs, rng, held, worker, now)
+        await _random_worker_call(conn, jobs, lock, rng, held, worker, now)
     elif roll < 0.85:
         job = f"w{rng.randint(0, 7)}-{rng.randint(0, n)}"
         await conn.execute(jobs.cancel, {"user_id": user, "job_id": job, "now": now, "lock": lock})
@@ -236,7 +239,7 @@ async def _raw_call(
 
 
 async def _random_worker_call(
-    conn: Any, jobs: Any, rng: random.Random, held: list[tuple[str, str]], worker: str,
+    conn: Any, jobs: Any, lock: int, rng: random.Random, held: list[tuple[str, str]], worker: str,
     now: float,
 ) -> None:  # fmt: skip
     job_id, _ = rng.choice(held)
@@ -244,8 +247,12 @@ async def _random_worker_call(
     roll = rng.random()
     if roll < 0.3:
         await conn.execute(jobs.heartbeat, {**key, "job_ids": [job_id], "lease": 3.0})
-    elif roll < 0.6:
+    elif roll < 0.5:
         await conn.execute(jobs.progress, {**key, "progress": rng.random(), "message": ""})
+    elif roll < 0.6:
+        release = {**key, "job_ids": [job_id], "released": "r", "lock": lock}
+        await conn.execute(jobs.release, release)
+        held.remove((job_id, _))
     else:
         await conn.execute(
             jobs.finish, {**key, "status": "succeeded", "result": "1", "error": None}
@@ -463,6 +470,9 @@ def _random_write(
     if roll < 0.66:
         status = rng.choice(["succeeded", "failed", "cancelled"])
         return "finish_job", (job, worker, status, f'"r{n}"', rng.choice([None, "e"])), {}
+    if roll < 0.70:
+        ids = [job, *rng.sample([*owners, "nope"], min(len(owners) + 1, 3))]
+        return "release_jobs", (worker, ids), {}
     user = owners.get(job, "x") if rng.random() < 0.85 else rng.choice(users)
     return "cancel_job", (user, job), {}
 

@@ -2,7 +2,8 @@
 
 ``sw_gcra`` (``sql/schema.sql``) restates ``rules.limits.gcra_candidate``, ``sw_spend``
 (``sql/budgets.sql``) ``rules.budgets.charge_refusal`` and ``sw_pick_jobs``
-(``sql/jobs.sql``) ``rules.jobs.fair_order``. One table of inputs goes
+(``sql/jobs.sql``) ``rules.jobs.fair_order`` and ``sw_release_jobs`` (``sql/jobs_release.sql``)
+``rules.jobs.release``. One table of inputs goes
 through the Python rule and through the store's public methods on the real server; the
 outcomes must be equal. A change to either side that the other lacks fails here.
 """
@@ -28,6 +29,8 @@ from sessionward.stores.records import (
     NewSessionRow,
     UserBudgetRow,
 )
+
+from .release_cases import RELEASE_CASES, check_release_mirrors_the_rule
 
 pytestmark = pytest.mark.anyio
 BACKEND = "postgresql"  # tests/stores/conftest.py: url, clock, store
@@ -178,3 +181,11 @@ async def test_sw_pick_jobs_claims_in_fair_order(
 
         assert [job.job_id for job in claimed] == expected
         clock.advance(1.0)
+
+
+@pytest.mark.parametrize(("max_attempts", "reaped", "cancelled", "progress"), RELEASE_CASES)
+async def test_release_mirrors_the_release_rule(
+    store: Store, clock: FakeClock, max_attempts: int, reaped: int, cancelled: bool,
+    progress: float,
+) -> None:  # fmt: skip
+    await check_release_mirrors_the_rule(store, clock, max_attempts, reaped, cancelled, progress)

@@ -113,6 +113,7 @@ async def test_every_job_operation_is_one_round_trip(
         lambda: store.cancel_job("u", "j2"),
         lambda: store.list_jobs("u", limit=10),
         lambda: store.reap_jobs(limit=10),
+        lambda: store.release_jobs("w1", ["j1", "nope"]),
         lambda: store.purge_jobs(finished_before=0.0, limit=10),
         lambda: store.job_counts(),
     ]
@@ -270,7 +271,7 @@ class JobScript:
     LIMITS = (JobLimits(1, 3), JobLimits(2, 5), JobLimits(3, 4), JobLimits(0, 5))
     KINDS = ("advance", "advance", "submit", "submit", "submit", "claim", "claim", "heartbeat",
              "progress", "progress", "finish", "finish", "cancel", "cancel", "get", "list",
-             "reap", "reap", "purge", "counts")  # fmt: skip
+             "reap", "reap", "release", "purge", "counts")  # fmt: skip
 
     def __init__(self, seed: int, clock: FakeClock) -> None:
         self.rng = random.Random(seed)
@@ -345,6 +346,12 @@ class JobScript:
         limit = self.pick([1, 2, 100])
         return lambda s: s.reap_jobs(limit=limit)
 
+    def _release(self) -> Op:
+        worker = self.pick(self.WORKERS)
+        ids = [job_id for job_id, (_, w) in self.held.items() if w == worker] + [self.job()[1]]
+        ids = self.rng.sample(ids, self.rng.randint(1, len(ids)))
+        return lambda s: s.release_jobs(worker, ids)
+
     def _purge(self) -> Op:
         # A limit above the number of jobs: which ones a smaller limit picks is not the same
         # on the references (memory: by seq; SQLite: by status, then seq; Redis: oldest first).
@@ -367,7 +374,7 @@ Op = Callable[[Store], Awaitable[object]]
 
 
 def label(kind: str, result: object) -> list[str]:
-    if isinstance(result, list) and kind in ("claim", "reap"):
+    if isinstance(result, list) and kind in ("claim", "reap", "release"):
         return [f"{kind}:{row.status}" for row in result]
     if kind in ("heartbeat", "list", "purge", "counts"):
         return [f"{kind}:{'some' if result else 'none'}"]
@@ -401,7 +408,8 @@ async def test_same_results_and_exact_counts_as_the_memory_store(
     exercised = {"claim:running", "reap:interrupted", "reap:failed", "reap:cancelled",
                  "submit:queued", "submit:None", "cancel:cancelled", "cancel:cancelling",
                  "finish:cancelled", "finish:succeeded", "finish:None", "progress:running",
-                 "progress:cancelling", "heartbeat:some", "purge:some"}  # fmt: skip
+                 "progress:cancelling", "heartbeat:some", "purge:some",
+                 "release:queued"}  # fmt: skip
     assert exercised <= set(seen), sorted(seen)
 
 

@@ -23,6 +23,8 @@ from sessionward.stores.protocols import Store
 from sessionward.stores.records import ChargeRequest, GcraCheck, StateScope
 from sessionward.testing.users import new_session
 
+from .release_cases import RELEASE_CASES, check_release_mirrors_the_rule
+
 pytestmark = pytest.mark.anyio
 BACKEND = "redis"  # tests/stores/conftest.py: url, clock, store
 
@@ -33,6 +35,7 @@ MIRRORS = {
     "budget_prelude.lua": "sessionward.rules.budgets.charge_refusal",
     "job_claim.lua": "sessionward.rules.jobs.fair_order",
     "job_reap.lua": "sessionward.rules.jobs.reap",
+    "job_release.lua": "sessionward.rules.jobs.release",
     "prelude.lua": "sessionward.rules.state.version_matches",
 }
 _NAMED = re.compile(r"\b(sessionward\.rules\.\w+)\.(\w+)")
@@ -164,3 +167,11 @@ async def test_state_cas_mirrors_version_matches(
     else:
         write = await store.delete_state(scope, "doc", expected_version=expected)
         assert write.applied == (current is not None and version_matches(current, expected))
+
+
+@pytest.mark.parametrize(("max_attempts", "reaped", "cancelled", "progress"), RELEASE_CASES)
+async def test_release_mirrors_the_release_rule(
+    store: Store, clock: FakeClock, max_attempts: int, reaped: int, cancelled: bool,
+    progress: float,
+) -> None:  # fmt: skip
+    await check_release_mirrors_the_rule(store, clock, max_attempts, reaped, cancelled, progress)

@@ -125,10 +125,24 @@ async def test_key_layout_and_hash_tags(ward: Ward, url: str, raw: aioredis.Redi
     await ward.state.put(new.session.scope("session"), "cart", 1)
     p, sid = prefix(url), new.session.session_id
     user_keys = {f"{p}:{{u:alice}}:{s}" for s in (f"s:{sid}", "idx", "us", f"ss:{sid}")}
-    route = f"{p}:t:{hash_token(new.token)}"
-    assert await keys_of(raw, url) == {*user_keys, route}
+    route, owner = f"{p}:t:{hash_token(new.token)}", f"{p}:i:{sid}"
+    assert await keys_of(raw, url) == {*user_keys, route, owner}
     assert len({key_slot(key.encode()) for key in user_keys}) == 1
     assert await raw.get(route) == f'["alice", "{sid}"]'
+    assert await raw.get(owner) == "alice"  # a lookup by the session id alone
+
+
+async def test_a_refused_create_leaves_no_owner_key(
+    store: RedisStore, url: str, raw: aioredis.Redis
+) -> None:
+    assert (await store.create_session(new_row("alice", "s1"), max_sessions=1,
+                                       evict_oldest=False)).row is not None  # fmt: skip
+    refused = await store.create_session(new_row("alice", "s2"), max_sessions=1,
+                                         evict_oldest=False)  # fmt: skip
+    assert refused.row is None
+    assert await store.find_session_owner("s1") == "alice"
+    assert await store.find_session_owner("s2") is None
+    assert f"{prefix(url)}:i:s2" not in await keys_of(raw, url)
 
 
 @pytest.mark.parametrize("value", [*ODD_USERS, "", "plain_id.1@x-y", "~", "a/b+c="])
@@ -162,7 +176,7 @@ async def test_odd_user_ids_stay_isolated(ward: Ward, url: str, raw: aioredis.Re
         assert doc is not None and doc.data == user
         assert await ward.state.names(listed.scope("session")) == ["doc"]
         assert (await ward.sessions.validate(new.token)).user_id == user
-    assert len(keys) == 5 * len(ODD_USERS)  # and one route each
+    assert len(keys) == 6 * len(ODD_USERS)  # and one route and one owner key each
 
 
 async def test_odd_session_ids(url: str, clock: FakeClock) -> None:
@@ -442,7 +456,7 @@ async def test_sweep_deletes_spent_sets_and_every_route(
     await store.put_state(StateScope("session", "alice", "s1"), "cart", "1", expected_version=None)
     await store.refresh_session(first.token_hash, hash_token("t1"), grace=10)
     await store.rotate_session(ById("alice", "s1"), hash_token("t2"))
-    assert len(await keys_of(raw, url)) == 7  # session, state, index, spent set, 3 routes
+    assert len(await keys_of(raw, url)) == 8  # session, state, index, spent set, 3 routes, owner
     clock.advance(IDLE)
     assert await store.sweep_sessions(10) == 1
     assert await keys_of(raw, url) == set()

@@ -8,7 +8,7 @@ import pytest
 
 from sessionward.errors import ConfigurationError
 from sessionward.rules.budgets import charge_refusal
-from sessionward.rules.jobs import fair_order, queued_row, reap, resubmitted
+from sessionward.rules.jobs import RELEASED, fair_order, queued_row, reap, release, resubmitted
 from sessionward.rules.limits import gcra_candidate
 from sessionward.rules.sessions import refresh_of_spent, stamp_new_session, touch_due
 from sessionward.rules.state import version_matches
@@ -113,6 +113,23 @@ def test_reap_finishes_a_cancelling_job_as_cancelled() -> None:
     job = _job("j", "alice", 0, status="cancelling", attempts=1, worker_id="w")
     reaped = reap(job, NOW + 1)
     assert (reaped.status, reaped.finished_at) == ("cancelled", NOW + 1)
+
+
+def test_release_queues_a_running_job_without_charging_its_attempt() -> None:
+    job = _job("j", "alice", 4, status="running", attempts=1, worker_id="w", lease_expires_at=NOW)
+    job = replace(job, progress=0.7, started_at=NOW - 5, max_attempts=1)
+    back = release(job, NOW + 1)
+    assert (back.status, back.attempts, back.progress, back.message) == ("queued", 0, 0.0, RELEASED)
+    assert (back.worker_id, back.lease_expires_at, back.finished_at) == (None, None, None)
+    assert (back.seq, back.started_at) == (4, NOW - 5)  # its place, and its user's turn
+
+
+def test_release_finishes_a_cancelling_job_as_cancelled() -> None:
+    job = _job("j", "alice", 0, status="cancelling", attempts=1, worker_id="w")
+    back = release(job, NOW + 1)
+    assert (back.status, back.finished_at, back.attempts, back.worker_id) == (
+        "cancelled", NOW + 1, 1, None,
+    )  # fmt: skip
 
 
 def test_resubmitted_finds_the_same_job_and_refuses_another() -> None:

@@ -14,15 +14,19 @@ worker's reaper turns jobs whose lease ran out (their worker died) into ``interr
 claimable again in their place in the queue, or ``failed`` once ``max_attempts`` is spent,
 so slots never leak. Finished jobs are purged after ``job_retention`` seconds.
 
-When a worker stops (its task is cancelled, e.g. the service shuts down), the jobs it is
-running are not finished: they keep their claim until the lease runs out and then run
-again, like the jobs of a worker that died.
+When a worker stops cleanly (its task is cancelled, e.g. the service shuts down on SIGTERM),
+it stops its jobs and hands them back at once (``JobStore.release_jobs``, bounded by
+``job_release_timeout``): they are queued again in their place without using up an attempt,
+and any instance may claim them right away. A thread handler that has not returned by then
+keeps its job until the lease runs out (it may still be writing), as do the jobs of a worker
+that died: those are reaped and run again once their lease runs out.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -54,6 +58,29 @@ REAP_BATCH = 100
 Outcome = tuple[JobStatus, str | None, str | None]
 
 
+class _ThreadGate:
+    """Whether a thread handler may still start. A clean stop hands a thread job back only
+    once its handler can no longer start or has returned, so it never runs twice at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = self._closed = False
+        self.done = threading.Event()
+
+    def enter(self) -> bool:
+        """In the thread, before the handler: whether it may run."""
+        with self._lock:
+            self._started = not self._closed
+            return self._started
+
+    def close(self) -> bool:
+        """No start from now on; whether the handler is not running (never started, or
+        returned)."""
+        with self._lock:
+            self._closed = True
+            return not self._started or self.done.is_set()
+
+
 @dataclass(eq=False)
 class _Running:
     row: JobRow
@@ -63,6 +90,7 @@ class _Running:
     cancel_requested: bool = False
     timed_out: bool = False
     lost: bool = False  # its lease ran out and the store took it back
+    gate: _ThreadGate | None = None  # a thread handler's
 
 
 class _Pushes:
@@ -137,8 +165,40 @@ class JobWorker:
         finally:
             self._jobs.workers.remove(self)
             self._tasks = None
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await self._pushes.flush()  # the last pushes (jobs that just ended)
+            with anyio.CancelScope(shield=True):
+                await self._hand_back()
+                with anyio.move_on_after(1):
+                    await self._pushes.flush()  # the last pushes (jobs that just ended)
+
+    async def _hand_back(self) -> None:
+        """A clean stop: give the jobs this worker was running back to the queue at once,
+        their attempt not charged, and wake the workers of every instance. Bounded by
+        ``job_release_timeout`` (half of it for thread handlers to return); a job not
+        handed back is reaped after its lease."""
+        jobs = [job for job in self._running.values() if not job.lost]
+        self._running.clear()
+        busy = [job.gate for job in jobs if job.gate is not None and not job.gate.close()]
+        ended = [job.row.job_id for job in jobs if job.gate not in busy]
+        timeout = self._settings.job_release_timeout
+        with anyio.move_on_after(timeout / 2):
+            for job in jobs:
+                if job.gate in busy:
+                    assert job.gate is not None
+                    await anyio.to_thread.run_sync(job.gate.done.wait, abandon_on_cancel=True)
+                    ended.append(job.row.job_id)
+        if not ended:
+            return
+        with anyio.move_on_after(timeout):
+            try:
+                released = await self._store.release_jobs(self.worker_id, ended)
+            except StorageError as exc:
+                log.warning("could not hand back jobs %s: %s", ", ".join(ended), exc)
+                return
+            for row in released:
+                log.info("job %s handed back on a clean stop: now %s", row.job_id, row.status)
+                self._pushes.put(row)
+            if released:
+                await self._jobs.notify_work()
 
     def poke(self) -> None:
         """Look for work now (a submit, a free slot)."""
@@ -204,10 +264,9 @@ class JobWorker:
             self._pushes.put(job.row)
             outcome = await self._attempt(job)
         except anyio.get_cancelled_exc_class():
-            # The worker is stopping: the job keeps its claim until the lease runs out and
-            # then runs again. A thread handler sees ctx.cancelled and should return.
+            # The worker is stopping: the job stays in _running, and run() hands it back. A
+            # thread handler sees ctx.cancelled and should return.
             job.ctx.cancelled = True
-            self._running.pop(job.row.job_id, None)
             raise
         if job.lost:  # not ours to finish: it runs again elsewhere
             self._running.pop(job.row.job_id, None)
@@ -259,13 +318,23 @@ class JobWorker:
             job.timed_out = not job.ctx.cancelled
             job.ctx.cancelled = True
 
-        handler, ctx = job.kind.handler, ThreadJobContext(job.ctx)
+        handler, ctx, gate = job.kind.handler, ThreadJobContext(job.ctx), _ThreadGate()
+        job.gate = gate
+
+        def call() -> Any:
+            if not gate.enter():  # the worker stopped before the thread began
+                return None
+            try:
+                return handler(ctx, params)
+            finally:
+                gate.done.set()
+
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watchdog)
             try:
                 # abandon_on_cancel: only the worker stopping cancels this call
                 return await anyio.to_thread.run_sync(
-                    handler, ctx, params, abandon_on_cancel=True, limiter=self._threads
+                    call, abandon_on_cancel=True, limiter=self._threads
                 )
             finally:
                 tasks.cancel_scope.cancel()

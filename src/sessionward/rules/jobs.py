@@ -1,5 +1,6 @@
 """The job rules every backend applies: fair ordering of claims, the shape of a queued job,
-what a job whose worker died becomes, and the contract of a repeated submit."""
+what a job whose worker died or stopped cleanly becomes, and the contract of a repeated
+submit."""
 
 from __future__ import annotations
 
@@ -80,3 +81,21 @@ def reap(job: JobRow, now: float) -> JobRow:
                        message="interrupted: its worker stopped; it will run again")  # fmt: skip
     return replace(job, status="failed", error="the job's worker stopped too many times",
                    finished_at=now, worker_id=None, lease_expires_at=None)  # fmt: skip
+
+
+#: The message of a job its worker handed back on a clean stop.
+RELEASED = "released: its worker stopped; it will run again"
+
+
+def release(job: JobRow, now: float) -> JobRow:
+    """What a running job becomes when its worker stops cleanly and hands it back (the rule
+    every backend applies): a ``cancelling`` one is ``cancelled``; a ``running`` one is
+    ``queued`` again in its place (its ``seq``), the attempt it was on not charged, its
+    progress back to 0, lease and worker cleared. Its ``started_at`` stays, so the user's
+    turn in :func:`fair_order` is as if the job had run."""
+    if job.status == "cancelling":
+        return replace(
+            job, status="cancelled", finished_at=now, worker_id=None, lease_expires_at=None
+        )
+    return replace(job, status="queued", attempts=max(job.attempts - 1, 0), progress=0.0,
+                   message=RELEASED, worker_id=None, lease_expires_at=None)  # fmt: skip

@@ -82,6 +82,13 @@ class SessionStore(Protocol):
 
     async def revoke_user_sessions(self, user_id: str, *, keep: str | None = None) -> int: ...
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        """The user a session id belongs to (an administrator's lookup: the CLI's ``sessions
+        revoke ID``), by an index on the id, never a walk over the users; ``None`` if no
+        such session is stored. A session's owner never changes; a session that has ended
+        may still be named until it is swept (Redis: until its absolute end)."""
+        ...
+
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         """The user's live sessions, oldest first, and the store's time."""
         ...
@@ -243,6 +250,14 @@ class JobStore(Protocol):
         ``cancelled``; a ``running`` one ``interrupted`` if attempts remain (claimable again,
         in its place in the queue: that is its re-queueing), else ``failed``. Frees their
         slots; returns them as they end up."""
+        ...
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        """Hand back the given jobs this worker holds (its clean stop), by :func:`release`:
+        a ``running`` one is ``queued`` again in its place with its attempt not charged, a
+        ``cancelling`` one ``cancelled``. Frees their slots in the same step. Jobs not held
+        by this worker (finished, reaped, another's) are left as they are. Returns the
+        released jobs as they end up, by ``seq``."""
         ...
 
     async def purge_jobs(self, *, finished_before: float, limit: int) -> int:

@@ -146,6 +146,21 @@ class SessionConformance(WardFixtures):
         with pytest.raises(SessionRevoked):
             await ward.sessions.get("alice", sid)
 
+    async def test_revoke_by_id_alone(self, ward: Ward) -> None:
+        """An administrator's revoke by session id: the store finds the owner by the id."""
+        mine, theirs = await ward.sessions.create("alice"), await ward.sessions.create("bob")
+        sid = mine.session.session_id
+        assert await ward.store.find_session_owner(sid) == "alice"
+        assert await ward.store.find_session_owner(theirs.session.session_id) == "bob"
+        assert await ward.store.find_session_owner("no-such-session") is None
+        assert await ward.sessions.revoke_by_id(sid)
+        assert not await ward.sessions.revoke_by_id(sid)  # not live any more
+        for nothing in ("no-such-session", "bad\x00id", ""):
+            assert not await ward.sessions.revoke_by_id(nothing)
+        with pytest.raises(SessionRevoked):
+            await ward.sessions.validate(mine.token)
+        await ward.sessions.validate(theirs.token)
+
     async def test_revoked_session_state_is_gone_and_cannot_return(self, ward: Ward) -> None:
         new = await ward.sessions.create("alice")
         scope = new.session.scope("session")

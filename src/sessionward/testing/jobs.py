@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
@@ -9,6 +10,7 @@ import pytest
 
 from ..clock import FakeClock
 from ..errors import ConfigurationError
+from ..rules.jobs import release
 from ..stores.protocols import Store
 from ..stores.records import JobLimits, JobRow, NewJob
 from ..ward import Ward, open_ward
@@ -16,6 +18,7 @@ from .conformance import WardFixtures
 from .races import race, run_in_processes
 
 LIMITS = JobLimits(per_user=3, overall=8)
+ROUNDS = 5  # of the release race
 LEASE = 30.0
 
 
@@ -178,6 +181,96 @@ class JobStoreConformance(WardFixtures):
         reaped = {r.job_id: r.status for r in await store.reap_jobs(limit=10)}
         assert reaped == {once.job_id: "failed", last.job_id: "failed"}
         assert await store.finish_job(once.job_id, "w2", "succeeded", "1", None) is None
+
+    async def test_a_clean_stop_hands_jobs_back(self, ward: Ward, clock: FakeClock) -> None:
+        """``release_jobs``: the worker's running jobs are queued again in their place with
+        their attempt not charged (``max_attempts=1`` survives a restart), a cancelling
+        one is cancelled, the rest are left alone; the rows are those of ``rules.jobs.release``."""
+        store = ward.store
+        run, stopping, done = await submit(store, "u", 3, attempts=1)
+        assert len(await claim(store)) == 3
+        (other,) = await submit(store, "v", 1, attempts=1)
+        assert await claim(store, worker="w2") == [other.job_id]
+        await store.progress_job(run.job_id, "w1", 0.5, "half")
+        await store.cancel_job("u", stopping.job_id)
+        await store.finish_job(done.job_id, "w1", "succeeded", "1", None)
+        before = [await store.get_job("u", j.job_id) for j in (run, stopping)]
+        clock.advance(2)
+        ids = [done.job_id, stopping.job_id, run.job_id, other.job_id, "nope", run.job_id]
+        released = await store.release_jobs("w1", ids)
+        assert released == [release(row, clock.now()) for row in before if row is not None]
+        assert [(r.status, r.attempts) for r in released] == [("queued", 0), ("cancelled", 1)]
+        assert await store.release_jobs("w1", ids) == []  # a repeat changes nothing
+        assert await store.release_jobs("w2", [run.job_id]) == []  # not w2's
+        finished = await store.get_job("u", done.job_id)
+        assert finished is not None and finished.status == "succeeded"
+        theirs = await store.get_job("v", other.job_id)
+        assert theirs is not None and (theirs.status, theirs.worker_id) == ("running", "w2")
+        counts = await store.job_counts()
+        assert (counts.running, counts.queued) == (1, 1)
+        assert await store.finish_job(run.job_id, "w1", "succeeded", "1", None) is None
+        assert await store.heartbeat_jobs("w1", [run.job_id], LEASE) == []
+        clock.advance(LEASE)
+        # the contrast: a dead worker's job with max_attempts=1 has spent its attempt
+        reaped = await store.reap_jobs(limit=10)
+        assert [(r.job_id, r.status) for r in reaped] == [(other.job_id, "failed")]
+        assert await claim(store, worker="w3") == [run.job_id]
+        again = await store.get_job("u", run.job_id)
+        assert again is not None and (again.status, again.attempts, again.worker_id) == (
+            "running", 1, "w3",
+        )  # fmt: skip
+
+    async def test_a_released_job_keeps_its_place(self, ward: Ward) -> None:
+        store, one = ward.store, JobLimits(per_user=1, overall=8)
+        await submit(store, "a", 3)
+        assert await claim(store, limits=one) == ["a-job0"]
+        await store.release_jobs("w1", ["a-job0"])
+        assert await claim(store, limits=one, worker="w2") == ["a-job0"]  # not a-job1
+        await store.release_jobs("w2", ["a-job0"])
+        await submit(store, "b", 1)
+        # b never started, a did: b goes first; a's released job is still a's head
+        assert await claim(store, limits=JobLimits(per_user=1, overall=1)) == ["b-job0"]
+        assert await claim(store, limits=JobLimits(per_user=1, overall=2)) == ["a-job0"]
+
+    async def test_a_release_racing_finish_cancel_and_reap_keeps_counts_exact(
+        self, ward: Ward, clock: FakeClock
+    ) -> None:
+        """Every job of a stopping worker is released, finished, cancelled or reaped exactly
+        once, whichever comes first; the slot counts stay exact (a full claim afterwards
+        gets exactly the waiting jobs, within the limits)."""
+        store = ward.store
+        for round_ in range(ROUNDS):
+            users = [f"r{round_}u{n}" for n in range(4)]
+            jobs = [job for user in users for job in await submit(store, user, 2)]
+            assert len(await claim(store, worker=f"w{round_}")) == 8
+            clock.advance(LEASE)  # every lease has run out: the reaper races too
+            ids = [job.job_id for job in jobs]
+            contenders: list[Callable[[], Awaitable[object]]] = [
+                partial(store.release_jobs, f"w{round_}", ids),
+                partial(store.reap_jobs, limit=100),
+            ]
+            for n, job in enumerate(jobs):
+                if n % 2:
+                    contenders.append(partial(store.finish_job, job.job_id, f"w{round_}",
+                                              "succeeded", "1", None))  # fmt: skip
+                else:
+                    contenders.append(partial(store.cancel_job, job.user_id, job.job_id))
+            for outcome in await race(contenders):
+                assert not isinstance(outcome, Exception), outcome
+            rows = [await store.get_job(job.user_id, job.job_id) for job in jobs]
+            statuses = [r.status for r in rows if r is not None]
+            assert len(statuses) == 8 and not {"running", "cancelling"} & set(statuses)
+            waiting = sum(s in ("queued", "interrupted") for s in statuses)
+            counts = await store.job_counts()
+            assert (counts.running, counts.queued) == (0, waiting)
+            for row in rows:
+                assert row is not None
+                assert row.attempts == {"queued": 0, "interrupted": 1}.get(row.status, row.attempts)
+            claimed = await claim(store, worker=f"again{round_}")
+            assert len(claimed) == waiting
+            for job_id in claimed:
+                await store.finish_job(job_id, f"again{round_}", "succeeded", "1", None)
+            assert (await store.job_counts()).running == 0
 
     async def test_list_get_isolation_and_purge(self, ward: Ward, clock: FakeClock) -> None:
         store = ward.store

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from ...rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from ...rules.jobs import check_final, fair_order, queued_row, reap, release, resubmitted
 from ..records import FINISHED, RUNNING, WAITING, JobCounts, JobLimits, JobRow, JobStatus, NewJob
 
 T = TypeVar("T")
@@ -152,6 +152,18 @@ class MemoryJobs:
                 self._jobs[job.job_id] = after = reap(job, now)
                 reaped.append(after)
             return reaped
+
+        return self._locked(op)
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        def op(now: float) -> list[JobRow]:
+            found = (self._held(job_id, worker_id) for job_id in dict.fromkeys(job_ids))
+            held = [job for job in found if job is not None]
+            released = []
+            for job in sorted(held, key=lambda j: j.seq):
+                self._jobs[job.job_id] = after = release(job, now)
+                released.append(after)
+            return released
 
         return self._locked(op)
 

@@ -162,6 +162,13 @@ class MemorySessions:
 
         return self._locked(op)
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        def op(now: float) -> str | None:
+            row = self._sessions.get(session_id)
+            return None if row is None else row.user_id
+
+        return self._locked(op)
+
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         return self._locked(lambda now: (self._live_of(user_id, now), now))
 

@@ -1,7 +1,7 @@
 """The PostgreSQL store's job queues (a layer of :class:`~.store.PostgresStore`).
 
-Every operation is one autocommit statement: one round trip. Submit, claim, cancel, reap
-and purge call the PL/pgSQL functions of migration 4 (:mod:`.jobs_schema`, which
+Every operation is one autocommit statement: one round trip. Submit, claim, cancel, reap,
+release and purge call the PL/pgSQL functions of migration 4 (:mod:`.jobs_schema`, which
 says why claims are exact: a claim holds the schema's claim lock exclusively, every other
 change to the queues holds it shared). Progress, heartbeats and finishing are single
 ``UPDATE … RETURNING`` statements on the job's row that take no such lock, so a worker's
@@ -27,7 +27,7 @@ from psycopg.rows import TupleRow
 
 from ...clock import Clock
 from ...errors import ConfigurationError, StorageError
-from ...rules.jobs import check_final, reap
+from ...rules.jobs import RELEASED, check_final, reap
 from ...urls import StoreURL
 from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .connection import PostgresCore, closed_by_server, fetch_all
@@ -78,6 +78,8 @@ FROM clock WHERE {held} RETURNING {cols}""",
 ORDER BY j.seq DESC LIMIT %(limit)s""",
     "reap": """SELECT {cols} FROM {reap_jobs}(%(limit)s::int8, %(now)s::float8,
     %(interrupted)s, %(failed)s, %(lock)s::int8) AS j ORDER BY j.seq""",
+    "release": """SELECT {cols} FROM {release_jobs}(%(worker_id)s, %(job_ids)s::text[],
+    %(now)s::float8, %(released)s, %(lock)s::int8) AS j ORDER BY j.seq""",
     "purge": "SELECT {purge_jobs}(%(before)s::float8, %(limit)s::int8, %(lock)s::int8)",
     "counts": """SELECT
     (SELECT count(*) FROM {jobs} AS j WHERE j.status IN ('running', 'cancelling')),
@@ -96,6 +98,7 @@ class JobStatements:
     get: sql.Composed
     list: sql.Composed
     reap: sql.Composed
+    release: sql.Composed
     purge: sql.Composed
     counts: sql.Composed
 
@@ -211,6 +214,14 @@ class PostgresJobs(PostgresCore):
             return []
         params = {**_REAP_TEXTS, "limit": limit, "now": self._now(), "lock": self._claim_lock}
         return [_row(r) for r in await self._once(self._jobs.reap, params)]
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        if not job_ids:
+            return []
+        params = {"worker_id": worker_id, "job_ids": list(dict.fromkeys(job_ids)),
+                  "now": self._now(), "released": RELEASED, "lock": self._claim_lock}  # fmt: skip
+        # Repeatable: a repeat finds the jobs no longer held by this worker.
+        return [_row(r) for r in await self._all(self._jobs.release, params)]
 
     async def purge_jobs(self, *, finished_before: float, limit: int) -> int:
         if limit <= 0:

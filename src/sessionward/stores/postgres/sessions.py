@@ -152,6 +152,10 @@ class PostgresSessions(PostgresCore):
 
         return await self._transaction(work)
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        row = await self._one(self._sql.owner_of, {"session_id": session_id})
+        return None if row is None else str(row[0])
+
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         async def op() -> tuple[list[SessionRow], float]:
             async with self._live_pool().connection() as conn:

@@ -136,6 +136,8 @@ _TEMPLATES = {
 SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) FROM held""",
     "get_session": "SELECT {cols} FROM {sessions} WHERE session_id = %(session_id)s",
     "insert_session": "INSERT INTO {sessions} ({cols}) VALUES ({values}) RETURNING {cols}",
+    # the primary key: an administrator's lookup by id alone
+    "owner_of": "SELECT s.user_id FROM {sessions} AS s WHERE s.session_id = %(session_id)s",
     "live_of_user": _CLOCK
     + """
 SELECT clock.now, {s_cols} FROM clock LEFT JOIN {sessions} AS s
@@ -272,6 +274,7 @@ class Statements:
     lock: sql.Composed
     get_session: sql.Composed
     insert_session: sql.Composed
+    owner_of: sql.Composed
     live_of_user: sql.Composed
     revoke_ids: sql.Composed
     revoke_one: sql.Composed

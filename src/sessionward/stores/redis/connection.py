@@ -44,7 +44,7 @@ BUDGET_SCRIPTS = (
 # The job queues' scripts run with lua/job_prelude.lua after lua/prelude.lua.
 JOB_SCRIPTS = tuple(
     f"job_{op}" for op in ("submit", "claim", "heartbeat", "progress", "finish", "cancel",
-                           "list", "reap", "purge", "counts")
+                           "list", "reap", "release", "purge", "counts")
 )  # fmt: skip
 SESSION_SCRIPTS = tuple(
     f"session_{op}"

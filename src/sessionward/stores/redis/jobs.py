@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ...errors import ConfigurationError
-from ...rules.jobs import check_final
+from ...rules.jobs import RELEASED, check_final
 from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .connection import RedisConnection
 from .keys import encode_id, optional
@@ -147,6 +147,14 @@ class RedisJobs(RedisConnection):
             return []
         # never repeated: a repeat would find nothing, and the reaped jobs would go unreported
         rows = await self._jobs("reap", [str(int(limit))], idempotent=False)
+        return [job_row(row) for row in rows]
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        if not job_ids:
+            return []
+        args = [worker_id, RELEASED, *map(encode_id, dict.fromkeys(job_ids))]
+        # repeatable: a repeat finds the jobs no longer held by this worker and changes nothing
+        rows = await self._jobs("release", args, idempotent=True)
         return [job_row(row) for row in rows]
 
     async def purge_jobs(self, *, finished_before: float, limit: int) -> int:

@@ -121,6 +121,14 @@ class KeyLayout:
         member = encode_id(scope.session_id)
         return [f"{base}ss:{member}", f"{base}s:{member}"]
 
+    def owner(self, session_id: str) -> str:
+        """A session id's owner (its user id), for a lookup by id alone."""
+        return self.owner_of_member(encode_id(session_id))
+
+    def owner_of_member(self, member: str) -> str:
+        """:meth:`owner` of an encoded session id (a member of a user's index)."""
+        return f"{self.prefix}:i:{member}"
+
     def route(self, token_hash: str) -> str:
         return f"{self.prefix}:t:{encode_id(token_hash)}"
 

@@ -123,14 +123,25 @@ class RedisSessions(RedisConnection):
         # The route first: once the session exists, its token always finds it. NX, because a
         # route already there is the session's own (a repeated create, or since spent) and
         # must survive this create's refusal.
+        # With it, in the same round trip, the owner of the session id (for a lookup by id).
         ttl = ttl_ms(new.absolute_timeout + _ROUTE_SLACK, 0.0)
-        wrote = await self._call(lambda: self._client.set(route, value, px=ttl, nx=True))
+        by_id = self._keys.owner(new.session_id)
+
+        async def routes() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(route, value, px=ttl, nx=True)
+            pipe.set(by_id, new.user_id, px=ttl, nx=True)
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+        wrote = await self._call(routes)
         keys = self._keys.session(new.user_id, new.session_id)
         args = self._create_args(new, max_sessions, evict_oldest)
         reply = await self._script("session_create", [keys[0], keys[2]], args)
         if reply[1] in ("refused", "collision"):
-            if wrote:
-                await self._call(lambda: self._client.delete(route))
+            written = [key for key, done in zip((route, by_id), wrote, strict=True) if done]
+            if written:
+                await self._call(lambda: self._client.delete(*written))
             if reply[1] == "collision":
                 raise ConfigurationError("session id collision")
             return Created(None, ())
@@ -217,6 +228,12 @@ class RedisSessions(RedisConnection):
         now, rows = await self._script("session_list", [self._keys.index(user_id)], args)
         return [session_row(row) for row in rows], float(now)
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        # The owner key lives until the session's absolute end (+ slack), so it may name the
+        # owner of a session that has ended: the caller's next step (a revoke) finds it dead.
+        owner: str | None = await self._call(lambda: self._client.get(self._keys.owner(session_id)))
+        return owner
+
     async def sweep_sessions(self, limit: int) -> int:
         # With the server's clock, Redis deletes each session key (and its state) at its
         # idle_expires_at by itself. An injected clock is not Redis's, so then we sweep.
@@ -242,11 +259,11 @@ class RedisSessions(RedisConnection):
 
     async def _sweep_index(self, index: str, limit: int) -> int:
         args = [self._now(), index.removesuffix("idx"), str(limit)]
-        count, token_hashes = await self._script("session_sweep", [index], args)
-        if token_hashes:
-            for token_hash in token_hashes:
-                self._routes.forget(token_hash)
-            await self._delete_each([self._keys.route(h) for h in token_hashes])
+        count, token_hashes, members = await self._script("session_sweep", [index], args)
+        for token_hash in token_hashes:
+            self._routes.forget(token_hash)
+        routes = [self._keys.route(h) for h in token_hashes]
+        await self._delete_each([*routes, *map(self._keys.owner_of_member, members)])
         return int(count)
 
 

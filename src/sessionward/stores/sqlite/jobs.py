@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from ...rules.jobs import check_final, fair_order, queued_row, reap, resubmitted
+from ...rules.jobs import check_final, fair_order, queued_row, reap, release, resubmitted
 from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .parts import Conn, SqlitePart
 
@@ -173,6 +173,18 @@ class SqliteJobs(SqlitePart):
             for row in reaped:
                 _save(conn, row)
             return reaped
+
+        return await self._write(job)
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        def job(conn: Conn) -> list[JobRow]:
+            now = self._now()
+            held = [r for r in (self._held(conn, i, worker_id) for i in dict.fromkeys(job_ids))
+                    if r is not None]  # fmt: skip
+            released = [release(row, now) for row in sorted(held, key=lambda r: r.seq)]
+            for row in released:
+                _save(conn, row)
+            return released
 
         return await self._write(job)
 

@@ -145,6 +145,15 @@ class SqliteSessions(SqlitePart):
 
         return await self._write(job)
 
+    async def find_session_owner(self, session_id: str) -> str | None:
+        def job(conn: Conn) -> str | None:
+            # session_id is the primary key: an administrator's lookup by id alone
+            row = conn.execute("SELECT user_id FROM sw_sessions WHERE session_id = ?",
+                               (session_id,)).fetchone()  # fmt: skip
+            return None if row is None else str(row[0])
+
+        return await self._read(job)
+
     async def list_sessions(self, user_id: str) -> tuple[list[SessionRow], float]:
         def job(conn: Conn) -> tuple[list[SessionRow], float]:
             now = self._now()

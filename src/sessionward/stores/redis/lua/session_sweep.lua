@@ -2,11 +2,12 @@
 -- their spent token hashes and their budget keys. Only needed with an injected clock:
 -- otherwise Redis expires these keys by itself.
 -- KEYS: index.  ARGV: now, user base, limit.
--- Returns {how many sessions it deleted, {token hashes}}: every hash those sessions carried
--- (current and spent), so that their routes can go too.
+-- Returns {how many sessions it deleted, {token hashes}, {session members}}: every hash those
+-- sessions carried (current and spent), and every session forgotten, so that their routes
+-- and owner keys can go too.
 local now = clock(ARGV[1])
 local base, limit = ARGV[2], tonumber(ARGV[3])
-local count, hashes = 0, {}
+local count, hashes, gone = 0, {}, {}
 
 -- a session's budget, ledger, holds and idempotency keys go with it
 local function drop_budget(m)
@@ -31,13 +32,15 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     redis.call('ZREM', KEYS[1], m)
     forget_spent(spkey)
     drop_budget(m)
+    gone[#gone + 1] = m
   elseif now >= tonumber(s.ie) then
     redis.call('DEL', skey, base .. 'ss:' .. m)
     redis.call('ZREM', KEYS[1], m)
     forget_spent(spkey)
     drop_budget(m)
+    gone[#gone + 1] = m
     hashes[#hashes + 1] = s.th
     count = count + 1
   end
 end
-return {count, hashes}
+return {count, hashes, gone}
