@@ -1,6 +1,8 @@
 """Backends for the tests: real SQLite files, a real Redis and a real PostgreSQL.
 
-Server URLs come from SESSIONWARD_TEST_REDIS_URL and SESSIONWARD_TEST_POSTGRES_URL. Every
+Server URLs come from SESSIONWARD_TEST_REDIS_URL and SESSIONWARD_TEST_POSTGRES_URL; the
+``redis-cluster`` backend is a Redis Cluster of 6 local ``redis-server`` processes that the
+session-scoped ``redis_cluster`` fixture starts on first use (tests/cluster.py). Every
 test gets its own Redis key prefix or PostgreSQL schema, unique to this run, and they are
 removed at the end, so runs and tests never see each other's data. Under CI=true a server
 that does not answer fails the run; elsewhere its tests are skipped with the reason.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.cluster import Cluster
 
 REDIS_URL = os.environ.get("SESSIONWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -27,6 +32,7 @@ BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 SHARED_BACKENDS = ["sqlite", "redis", "postgresql"]
 _counter = itertools.count()
 _used_schemas: list[str] = []
+_cluster: list[Cluster] = []  # the running test cluster, once started
 
 
 def _answers(url: str, default_port: int) -> str | None:
@@ -67,6 +73,9 @@ def url_for(backend: str, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'sessionward.db'}"
     if backend == "redis":
         return _with_option(REDIS_URL, f"key_prefix=swtest-{RUN_ID}-{n}")
+    if backend == "redis-cluster":
+        assert _cluster, "a redis-cluster URL needs the redis_cluster fixture"
+        return f"{_cluster[0].url}/?key_prefix=swtest-{RUN_ID}-{n}"
     schema = f"swtest_{RUN_ID}_{n}"
     _used_schemas.append(schema)
     return _with_option(POSTGRES_URL, f"schema={schema}")
@@ -78,8 +87,28 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url(backend: str, tmp_path: Path) -> str:
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "redis-cluster":
+        request.getfixturevalue("redis_cluster")
     return url_for(backend, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A Redis Cluster of 3 primaries and 3 replicas on free loopback ports, for the session."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        problem = "redis-server and redis-cli are needed for the Redis Cluster tests"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {problem}", pytrace=False)
+        pytest.skip(problem)
+    cluster = Cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        _cluster.append(cluster)
+        yield cluster
+    finally:
+        _cluster.clear()
+        cluster.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
     sqlite:///relative/path.db          sqlite:////absolute/path.db
     redis://[user:password@]host[:port][/db]?key_prefix=app    rediss://...
     redis+unix:///run/redis.sock?db=0
+    redis+cluster://host:port[,host:port...]/?key_prefix=app      rediss+cluster://...
     postgresql://user[:password]@host[:port]/dbname?schema=app  (postgres:// too)
 
 A backend registered with :func:`sessionward.stores.register_backend` adds its own schemes
@@ -69,6 +70,13 @@ class RedisOptions(_Options):
     socket_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     route_cache_size: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
+    #: Redis Cluster (redis+cluster://): the startup nodes, from the URL's host list
+    cluster: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()
+    #: after each write script, ``WAIT wait_replicas`` (ms from ``wait_timeout`` seconds): the
+    #: write is acknowledged only once that many replicas have it (0: no WAIT)
+    wait_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    wait_timeout: Annotated[float, Field(gt=0, le=60)] = 0.5
 
 
 class PostgresOptions(_Options):
@@ -100,10 +108,15 @@ _SCHEMES: dict[str, str] = {
     "rediss": "redis",
     "redis+unix": "redis",
     "unix": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
     "postgresql": "postgresql",
     "postgres": "postgresql",
 }
-_ACCEPTED = "memory://, sqlite:///path.db, redis://, rediss://, redis+unix://, postgresql://"
+_ACCEPTED = (
+    "memory://, sqlite:///path.db, redis://, rediss://, redis+unix://, redis+cluster://, "
+    "postgresql://"
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -143,7 +156,7 @@ def parse_store_url(url: str | StoreURL) -> StoreURL:
         )
     try:
         parts = urlsplit(url)
-        port = parts.port
+        port = None if scheme.endswith("+cluster") else parts.port
     except ValueError as exc:
         raise ConfigurationError(f"malformed {scheme}:// URL: {exc}") from None
     if parts.fragment:
@@ -243,7 +256,8 @@ def _sqlite(scheme: str, parts: Any, port: int | None, query: dict[str, str]) ->
 
 def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
     raw: dict[str, Any] = dict(query)
-    for reserved in ("host", "port", "username", "password", "unix_socket_path", "ssl"):
+    for reserved in ("host", "port", "username", "password", "unix_socket_path", "ssl", "cluster",
+                     "nodes"):  # fmt: skip
         if reserved in raw:
             raise ConfigurationError(
                 f"{reserved} belongs in the URL itself, not in ?{reserved}= of a {scheme}:// URL"
@@ -259,6 +273,8 @@ def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> 
             )
         raw["unix_socket_path"] = unquote(parts.path)
         return raw
+    if scheme.endswith("+cluster"):
+        return {**raw, **_cluster_nodes(scheme, parts)}
     if parts.hostname:
         raw["host"] = parts.hostname
     if port is not None:
@@ -270,6 +286,25 @@ def _redis(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> 
         raw["db"] = db
     raw["ssl"] = scheme == "rediss"
     return raw
+
+
+def _cluster_nodes(scheme: str, parts: Any) -> dict[str, Any]:
+    """``host:port,host:port`` of a cluster URL: its startup nodes (the first is host/port)."""
+    if parts.path.strip("/"):
+        raise ConfigurationError(f"a {scheme}:// URL has no database: Redis Cluster has only db 0")
+    nodes: list[tuple[str, int]] = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep:
+            host, port = port, "6379"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"a {scheme}:// URL lists its nodes as host:port,host:port; {item!r} is not one"
+            )
+        nodes.append((host, int(port)))
+    return {"cluster": True, "nodes": tuple(nodes), "host": nodes[0][0], "port": nodes[0][1],
+            "ssl": scheme.startswith("rediss")}  # fmt: skip
 
 
 def _registered(scheme: str, parts: Any, port: int | None, query: dict[str, str]) -> dict[str, Any]:
@@ -324,6 +359,7 @@ _MODELS: dict[str, type[_Options]] = {
     "postgresql": PostgresOptions,
 }
 _HIDDEN = {"host", "port", "db", "username", "password", "unix_socket_path", "ssl", "path"}
+_HIDDEN |= {"cluster", "nodes"}
 _HIDDEN |= {"user", "dbname"}
 
 

@@ -1,4 +1,5 @@
-"""The backend conformance suite, on every backend against real servers."""
+"""The backend conformance suite, on every backend against real servers, and on a local
+Redis Cluster (``redis-cluster``: 6 processes, see tests/cluster.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from sessionward.testing import (
     StateConformance,
     UserConformance,
 )
-from tests.conftest import SHARED_BACKENDS
+from tests.conftest import BACKENDS, SHARED_BACKENDS
+
+CONFORMANCE_BACKENDS = [*BACKENDS, "redis-cluster"]
+PROCESS_BACKENDS = [*SHARED_BACKENDS, "redis-cluster"]
+
+
+@pytest.fixture(params=CONFORMANCE_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 class TestSessions(SessionConformance):
@@ -46,7 +55,7 @@ class TestLimits(LimitConformance):
 
 
 class TestProcessRaces(ProcessRaceConformance):
-    @pytest.fixture(params=SHARED_BACKENDS)
+    @pytest.fixture(params=PROCESS_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
 
@@ -60,7 +69,7 @@ class TestBudgetRaces(BudgetRaceConformance):
 
 
 class TestBudgetProcesses(BudgetProcessConformance):
-    @pytest.fixture(params=SHARED_BACKENDS)
+    @pytest.fixture(params=PROCESS_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
 
@@ -70,6 +79,6 @@ class TestJobStores(JobStoreConformance):
 
 
 class TestJobProcesses(JobProcessConformance):
-    @pytest.fixture(params=SHARED_BACKENDS)
+    @pytest.fixture(params=PROCESS_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)

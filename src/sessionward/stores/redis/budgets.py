@@ -178,11 +178,7 @@ class RedisBudgets(RedisConnection):
                 return
 
     async def _scan(self, start: int, pattern: str) -> tuple[int, list[str]]:
-        async def op() -> tuple[int, list[str]]:
-            cursor, keys = await self._client.scan(start, match=pattern, count=_PAGE)
-            return int(cursor), [str(key) for key in keys]  # str already: decode_responses
-
-        return await self._call(op)
+        return await self._scan_page(start, pattern, _PAGE)
 
     async def sweep_holds(self, limit: int) -> int:
         swept = 0

@@ -5,6 +5,14 @@ apply twice. The :class:`~.retry.Retrier` repeats only what is safe to repeat.
 
 Rate-limit decisions, one per request, take a shorter way than redis-py's command path: a
 :class:`Lease` on one connection of the pool (see there).
+
+On Redis Cluster (``redis+cluster://``) the client is redis-py's ``RedisCluster``, which
+routes each command by its keys' slot (one slot per script: see :mod:`.keys`). Scripts are
+sent as ``EVALSHA`` and, on ``NOSCRIPT``, as ``EVAL`` (the source once, which also caches it
+on that node): redis-py 7.4's ``register_script`` reloads scripts only on the primaries it
+knew before a failover and keeps failing on a promoted replica (redis-py#2433). With
+``wait_replicas`` > 0 a write script is followed by ``WAIT`` on the same connection, and it
+is acknowledged only once that many replicas have it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors  # through the package: a missing driver fails here
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import (
     BlockingConnectionPool,
     Connection,
@@ -29,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.credentials import UsernamePasswordCredentialProvider
 
 from ...clock import Clock
+from ...errors import StorageUnavailable
 from ...urls import RedisOptions, StoreURL
 from ..retry import Retrier
 from .keys import KeyLayout, time_arg
@@ -57,6 +67,19 @@ SCRIPTS = (
     *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
 )
+#: Scripts that only read: never followed by WAIT. ``limits_gcra`` is not waited on either:
+#: a decision a failover loses lets at most a burst's worth more through, once.
+UNWAITED = (
+    *("session_find", "session_list", "state_get", "state_list", "user_list", "budget_get"),
+    *("ledger_list", "ledger_verify", "job_list", "job_counts", "limits_gcra"),
+)
+#: Errors that prove a command did not run (sent again after the slot map is reloaded).
+NOT_RUN = (
+    redis_errors.MovedError,
+    redis_errors.AskError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+)
 PRELUDES = ("prelude.lua", "budget_prelude.lua", "job_prelude.lua")
 #: Scripts that carry no prelude: run once per request, they would run all of it each time.
 LEAN_SCRIPTS = ("limits_gcra",)
@@ -78,7 +101,24 @@ def is_transient(exc: BaseException) -> bool:
     are connection errors to redis-py, but retrying them cannot help."""
     if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
         return False
+    if isinstance(exc, (*NOT_RUN, redis_errors.SlotNotCoveredError, redis_errors.ReadOnlyError)):
+        return True  # a cluster between slot maps (a failover): the command did not run
     return isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError)
+
+
+def cluster_client(o: RedisOptions) -> Any:
+    """redis-py's ``RedisCluster`` on the URL's startup nodes (no I/O until first used); its
+    own retries are off, as for a single server (a MOVED or ASK is still followed)."""
+    kwargs = connection_kwargs(o)
+    for name in ("db", "connection_class", "host", "port"):
+        kwargs.pop(name, None)
+    if o.ssl:
+        kwargs["ssl"] = True
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in o.nodes],
+        max_connections=o.max_connections,
+        **kwargs,
+    )
 
 
 def connection_kwargs(o: RedisOptions) -> dict[str, Any]:
@@ -326,7 +366,7 @@ class RedisConnection:
         self.url = url
         self._options = url.options
         self._clock = clock
-        self._keys = KeyLayout(url.options.key_prefix)
+        self._keys = KeyLayout(url.options.key_prefix, cluster=url.options.cluster)
         self._retry = Retrier("redis", is_transient)
         # No I/O here: redis-py connects on first use.
         self._pool = CountingPool(
@@ -337,6 +377,13 @@ class RedisConnection:
         # redis-py's hints differ across the versions we support (5.2 to 8: sync/async
         # unions in 7), so the client is untyped here; real-server tests cover its use.
         self._client: Any = Redis.from_pool(self._pool)
+        # on a cluster the pool and its lease stay unused (they open nothing until used)
+        self._cluster = url.options.cluster
+        if self._cluster:
+            self._client = cluster_client(url.options)
+        # RedisCluster refuses a call past max_connections on a node (no waiting): calls wait
+        # here instead, up to pool_timeout, so no node ever sees more
+        self._calls = asyncio.Semaphore(url.options.max_connections)
         self._lease = Lease(self._pool, url.options.socket_timeout)
         self._scripts = {
             name: self._client.register_script(script_source(name)) for name in SCRIPTS
@@ -345,13 +392,102 @@ class RedisConnection:
     # plumbing
 
     async def _call(self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        if self._cluster:
+            return await self._retry(lambda: self._bounded(op), idempotent=idempotent)
         return await self._retry(op, idempotent=idempotent)
+
+    async def _bounded(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self._options.pool_timeout):
+                await self._calls.acquire()
+        except TimeoutError:
+            raise redis_errors.ConnectionError(
+                f"no connection free within pool_timeout={self._options.pool_timeout} s"
+            ) from None
+        try:
+            return await op()
+        finally:
+            self._calls.release()
 
     async def _script(
         self, name: str, keys: list[str], args: list[str], *, idempotent: bool = True
     ) -> Any:
+        if self._options.wait_replicas and name not in UNWAITED:
+            return await self._call(lambda: self._waited(name, keys, args), idempotent=idempotent)
+        if self._cluster:
+            return await self._call(lambda: self._evalsha(name, keys, args), idempotent=idempotent)
         script = self._scripts[name]  # EVALSHA, and SCRIPT LOAD on NOSCRIPT
         return await self._call(lambda: script(keys=keys, args=args), idempotent=idempotent)
+
+    async def _evalsha(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """EVALSHA, and EVAL on NOSCRIPT (nothing ran): the cluster's way (see the module)."""
+        sha, n = self._scripts[name].sha, len(keys)
+        try:
+            return await self._client.execute_command("EVALSHA", sha, n, *keys, *args)
+        except redis_errors.NoScriptError:
+            return await self._client.execute_command("EVAL", script_source(name), n, *keys, *args)
+
+    async def _waited(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """The script, then ``WAIT`` on the same connection: its reply once ``wait_replicas``
+        replicas have the write, else :class:`StorageUnavailable` (the write ran on the
+        primary, and may or may not survive its failover)."""
+        want, ms = self._options.wait_replicas, max(1, int(self._options.wait_timeout * 1000))
+        body: tuple[Any, ...] = ("EVALSHA", self._scripts[name].sha)
+        for _ in range(3):
+            target: dict[str, Any] = {}
+            if self._cluster:
+                await self._client.initialize()
+                target = {"target_nodes": self._client.get_node_from_key(keys[0])}
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command(*body, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", want, ms, **target)
+            extra = {"allow_redirections": False} if self._cluster else {}
+            reply, acked = await pipe.execute(raise_on_error=False, **extra)
+            if isinstance(reply, redis_errors.NoScriptError):
+                body = ("EVAL", script_source(name))
+                continue
+            if isinstance(reply, NOT_RUN) and self._cluster:
+                self._client._initialize = True  # reload the slot map before sending again
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < want:
+                raise StorageUnavailable(
+                    f"redis: {int(acked)} of {want} replicas confirmed the write within "
+                    f"{ms} ms; it may not survive a failover"
+                )
+            return reply
+        raise StorageUnavailable(f"redis: {name} found no node serving its slot")
+
+    async def _scan_page(self, start: int, pattern: str, count: int) -> tuple[int, list[str]]:
+        """One SCAN page. On a cluster the cursor walks the primaries in turn (sorted by
+        name): ``node cursor * 64 + node index``."""
+        if not self._cluster:
+            cursor, keys = await self._call(
+                lambda: self._client.scan(start, match=pattern, count=count)
+            )
+            return int(cursor), [str(key) for key in keys]  # str already: decode_responses
+
+        async def op() -> tuple[int, list[str]]:
+            await self._client.initialize()
+            nodes = sorted(self._client.get_primaries(), key=lambda node: node.name)
+            index, at = start % 64, start // 64
+            if index >= len(nodes):
+                return 0, []
+            args = ("SCAN", at, "MATCH", pattern, "COUNT", count)
+            cursor, keys = await self._client.execute_command(*args, target_nodes=nodes[index])
+            if isinstance(cursor, dict):  # redis-py 7.4 names the node: ({name: cursor}, keys)
+                (cursor,) = cursor.values()
+            cursor = int(cursor)
+            if cursor == 0:
+                index, cursor = index + 1, 0
+                if index >= len(nodes):
+                    return 0, [str(key) for key in keys]
+            return cursor * 64 + index, [str(key) for key in keys]
+
+        return await self._call(op)
 
     def _now(self) -> str:
         return time_arg(None if self._clock is None else self._clock.now())

@@ -6,6 +6,14 @@ options but outside the store's pool: a subscribed connection can do nothing els
 listener's connection is named ``sessionward-events:<key_prefix>`` (``CLIENT LIST``).
 After ``heartbeat`` seconds of silence the listener sends a PING; with no answer within as
 long again, it calls the connection dead and the hub reconnects.
+
+On Redis Cluster the channel is a shard channel: ``SPUBLISH`` through the cluster client
+(routed by the channel's slot, it stays inside that shard instead of crossing the cluster
+bus to every node), and the listener ``SSUBSCRIBE``-s on a plain connection to the primary
+serving that slot, looked up afresh on every (re)connection. redis-py 7.4's asyncio cluster
+client has no pub/sub of its own. The server ends a shard subscription when its slot moves
+(a failover, a resharding) with ``sunsubscribe``: the listener then fails, and the hub
+reconnects to the new primary (events published meanwhile are lost, as on any reconnect).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ...urls import RedisOptions, StoreURL
 from ..retry import Retrier
-from .connection import connection_kwargs, is_transient
+from .connection import cluster_client, connection_kwargs, is_transient
 
 PUBLISHERS = 8
 
@@ -46,7 +54,9 @@ class RedisTransport:
             timeout=url.options.pool_timeout,
             **connection_kwargs(url.options),
         )
-        self._publisher = Redis.from_pool(pool)  # no I/O until first used
+        self._publisher: Any = Redis.from_pool(pool)  # no I/O until first used
+        if url.options.cluster:
+            self._publisher = cluster_client(url.options)
 
     async def open(self) -> None:
         pass
@@ -56,16 +66,25 @@ class RedisTransport:
 
     async def publish(self, frame: str) -> None:
         # Not repeated on failure: a PUBLISH whose reply was lost may have been delivered.
+        if self._options.cluster:
+            send = ("SPUBLISH", self.wire, frame)
+            await self._retry(lambda: self._publisher.execute_command(*send), idempotent=False)
+            return
         await self._retry(lambda: self._publisher.publish(self.wire, frame), idempotent=False)
 
     async def listen(self, deliver: Callable[[str], None], connected: Callable[[], None]) -> None:
         kwargs: dict[str, Any] = connection_kwargs(self._options)
+        if self._options.cluster:
+            kwargs.update(await self._shard_primary())
         name = listener_name(self._options.key_prefix)
         client = Redis.from_pool(ConnectionPool(max_connections=1, client_name=name, **kwargs))
         # redis-py's hints differ across the versions we support: PubSub stays untyped
         pubsub: Any = client.pubsub()
         try:
-            await pubsub.subscribe(self.wire)
+            if self._options.cluster:
+                await pubsub.execute_command("SSUBSCRIBE", self.wire)
+            else:
+                await pubsub.subscribe(self.wire)
             await self._confirmed(pubsub)
             connected()
             await self._receive(pubsub, deliver)
@@ -74,9 +93,20 @@ class RedisTransport:
                 await pubsub.aclose()
                 await client.aclose()
 
+    async def _shard_primary(self) -> dict[str, Any]:
+        """Host and port of the primary serving the channel's slot, from a fresh slot map."""
+        finder = cluster_client(self._options)
+        try:
+            await finder.initialize()
+            node = finder.get_node_from_key(self.wire)
+            return {"host": node.host, "port": node.port}
+        finally:
+            with anyio.CancelScope(shield=True):
+                await finder.aclose()
+
     async def _confirmed(self, pubsub: Any) -> None:
         reply = await pubsub.get_message(timeout=self._options.connect_timeout)
-        if reply is None or reply.get("type") != "subscribe":
+        if reply is None or reply.get("type") not in ("subscribe", "ssubscribe"):
             raise RedisConnectionError(f"SUBSCRIBE {self.wire} was not confirmed")
 
     async def _receive(self, pubsub: Any, deliver: Callable[[str], None]) -> None:
@@ -85,8 +115,11 @@ class RedisTransport:
             message = await pubsub.get_message(timeout=self._heartbeat)
             if message is not None:
                 heard = time.monotonic()
-                if message.get("type") == "message" and isinstance(message.get("data"), str):
+                kind = message.get("type")
+                if kind in ("message", "smessage") and isinstance(message.get("data"), str):
                     deliver(message["data"])
+                elif kind == "sunsubscribe":  # the slot moved: reconnect to its new primary
+                    raise RedisConnectionError(f"{self.wire} moved to another shard")
             elif time.monotonic() - heard >= 1.5 * self._heartbeat:
                 raise RedisConnectionError("the pub/sub connection does not answer PING")
             else:

@@ -218,7 +218,11 @@ class RedisLimits(RedisConnection):
             keys = [self._limit_key(check.key) for check in checks]
             spec = head + "".join(map(_check_args, checks))
         # a decision that stores TATs must not be repeated: it would count twice
-        server_now, answer = await self._gcra.decide(keys, spec, idempotent=not apply)
+        if self._cluster:  # redis-py's cluster client routes it (no lease, no coalescing)
+            reply = await self._script("limits_gcra", keys, [spec], idempotent=not apply)
+            server_now, answer = reply[0], reply[1]
+        else:
+            server_now, answer = await self._gcra.decide(keys, spec, idempotent=not apply)
         if answer[:1] == "!":
             error = redis_errors.ResponseError(answer[1:])
             raise self._retry.wrap(error) from error

@@ -252,10 +252,7 @@ class RedisSessions(RedisConnection):
 
     async def _scan_indexes(self, start: int) -> tuple[int, list[str]]:
         pattern = f"{self._keys.prefix}:{{u:*}}:idx"
-        cursor, keys = await self._call(
-            lambda: self._client.scan(start, match=pattern, count=_SWEEP_PAGE)
-        )
-        return cursor, [str(key) for key in keys]  # str already: decode_responses
+        return await self._scan_page(start, pattern, _SWEEP_PAGE)
 
     async def _sweep_index(self, index: str, limit: int) -> int:
         args = [self._now(), index.removesuffix("idx"), str(limit)]

@@ -9,6 +9,7 @@ one connection, pool, script table and retrier (:mod:`.connection`) on one key l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -34,6 +35,10 @@ class RedisStore(RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudget
     # lifecycle
 
     async def open(self) -> None:
+        if self._cluster:
+            await self._call(self._load_everywhere)
+            return
+
         async def load() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for script in self._scripts.values():
@@ -42,6 +47,15 @@ class RedisStore(RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudget
             return loaded
 
         await self._call(load)
+
+    async def _load_everywhere(self) -> None:
+        """Every script on every node, replicas too: one promoted later has them already."""
+        await self._client.initialize()
+        nodes = self._client.get_nodes()  # a list: redis-py 7.4 routes a flag here by key
+        await asyncio.gather(*(
+            self._client.execute_command("SCRIPT", "LOAD", script.script, target_nodes=nodes)
+            for script in self._scripts.values()
+        ))  # fmt: skip
 
     async def aclose(self) -> None:
         self._routes = RouteCache(self._options.route_cache_size)
@@ -59,10 +73,16 @@ class RedisStore(RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudget
         return await self._call(op)
 
     async def server_version(self) -> str:
-        info = await self._call(lambda: self._client.info("server"))
+        if self._cluster:
+            node = {"target_nodes": self._client.get_random_node()}
+            info = await self._call(lambda: self._client.info("server", **node))
+        else:
+            info = await self._call(lambda: self._client.info("server"))
         return str(info["redis_version"])
 
     def pool_stats(self) -> PoolStats:
+        if self._cluster:
+            return self._cluster_pool_stats()
         # redis-py has no public pool statistics; read its lists defensively.
         in_use = len(getattr(self._pool, "_in_use_connections", ()))
         idle = len(getattr(self._pool, "_available_connections", ()))
@@ -70,3 +90,13 @@ class RedisStore(RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudget
             in_use, idle = in_use - 1, idle + 1
         size = self._options.max_connections
         return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size)
+
+    def _cluster_pool_stats(self) -> PoolStats:
+        """Summed over the nodes' connection lists (``max_size`` is per node)."""
+        in_use = idle = 0
+        for node in self._client.get_nodes():
+            total = len(getattr(node, "_connections", ()))
+            free = len(getattr(node, "_free", ()))
+            in_use, idle = in_use + total - free, idle + free
+        size = self._options.max_connections
+        return PoolStats(in_use=in_use, idle=idle, waiting=0, max_size=size)
