@@ -77,6 +77,8 @@ class RedisOptions(_Options):
     #: write is acknowledged only once that many replicas have it (0: no WAIT)
     wait_replicas: Annotated[int, Field(ge=0, le=16)] = 0
     wait_timeout: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: job queues split over this many hash tags (1: one slot, exact fair order overall)
+    job_shards: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 class PostgresOptions(_Options):

@@ -56,6 +56,7 @@ JOB_SCRIPTS = tuple(
     f"job_{op}" for op in ("submit", "claim", "heartbeat", "progress", "finish", "cancel",
                            "list", "reap", "release", "purge", "counts")
 )  # fmt: skip
+#: lua/job_gate.lua (sharded job queues' global slots) runs with lua/prelude.lua only.
 SESSION_SCRIPTS = tuple(
     f"session_{op}"
     for op in ("create", "find", "rotate", "refresh", "revoke", "revoke_all", "list", "sweep")
@@ -66,6 +67,7 @@ SCRIPTS = (
     *("user_create", "user_claim", "user_list", "user_update", "limits_gcra"),
     *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
+    "job_gate",
 )
 #: Scripts that only read: never followed by WAIT. ``limits_gcra`` is not waited on either:
 #: a decision a failover loses lets at most a burst's worth more through, once.

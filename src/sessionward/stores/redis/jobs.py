@@ -38,10 +38,11 @@ from .connection import RedisConnection
 from .keys import encode_id, optional
 
 #: The job hash's fields, in the order of every row a script returns (``JOB_FIELDS`` in
-#: lua/job_prelude.lua) and of :class:`~sessionward.stores.records.JobRow`.
+#: lua/job_prelude.lua) and of :class:`~sessionward.stores.records.JobRow`, then ``gm``: the
+#: gate member its latest start held (sharded queues, :mod:`.jobs_sharded`; not in the row).
 JOB_FIELDS = (
     "id", "uid", "kind", "par", "st", "pg", "msg", "res", "err", "ca", "sa", "fa", "att", "max",
-    "wid", "le", "seq",
+    "wid", "le", "seq", "gm",
 )  # fmt: skip
 
 
@@ -52,7 +53,8 @@ def _time(value: str | None) -> float | None:
 def job_row(values: Sequence[Any]) -> JobRow:
     """A row from a script's reply (or an ``HMGET``): JOB_FIELDS order, ``None`` if absent."""
     (job_id, user_id, kind, params, status, progress, message, result, error, created_at,
-     started_at, finished_at, attempts, max_attempts, worker_id, lease, seq) = values  # fmt: skip
+     started_at, finished_at, attempts, max_attempts, worker_id, lease,
+     seq) = values[:17]  # fmt: skip
     return JobRow(
         job_id=job_id,
         user_id=user_id,
@@ -75,10 +77,13 @@ def job_row(values: Sequence[Any]) -> JobRow:
 
 
 class RedisJobs(RedisConnection):
-    async def _jobs(self, op: str, args: Sequence[str], *, idempotent: bool) -> Any:
-        """Run ``lua/job_<op>.lua``: the shared job keys, then ``now``, the base, ``args``."""
-        argv = [self._now(), self._keys.jobs(), *args]
-        keys = self._keys.job_shared()
+    async def _jobs(
+        self, op: str, args: Sequence[str], *, idempotent: bool, shard: int | None = None
+    ) -> Any:
+        """Run ``lua/job_<op>.lua``: the shared job keys, then ``now``, the base, ``args``
+        (of one shard of sharded queues, :mod:`.jobs_sharded`)."""
+        argv = [self._now(), self._keys.jobs(shard), *args]
+        keys = self._keys.job_shared(shard)
         return await self._script(f"job_{op}", keys, argv, idempotent=idempotent)
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
@@ -162,7 +167,7 @@ class RedisJobs(RedisConnection):
             return 0
         args = [repr(float(finished_before)), str(int(limit))]
         # never repeated: a repeat would delete up to `limit` more
-        return int(await self._jobs("purge", args, idempotent=False))
+        return len(await self._jobs("purge", args, idempotent=False))
 
     async def job_counts(self) -> JobCounts:
         running, waiting = await self._jobs("counts", [], idempotent=True)

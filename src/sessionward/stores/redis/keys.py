@@ -32,6 +32,9 @@
     P:{jobs}:done   ZSET    finished job ids by finished_at, for purging
     P:{jobs}:waiting  STRING  the number of waiting jobs
     P:{jobs}:seq    STRING  the last seq handed out
+    P:{jobs}:gm     HASH    sharded queues: gate member to the running job that holds it
+    P:{jobs:gate}   ZSET    sharded queues: the global slots held, by reserved_at
+    P:jr:J          STRING  sharded queues: job J's shard; no TTL, deleted by a purge
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
@@ -51,7 +54,10 @@ Every job key shares the one hash tag ``{jobs}``: a claim decides the per-user a
 slot limits over the queues of all users at once, so they must all be in one slot (one
 script, and the layout still works on Redis Cluster, where that slot is one shard). The
 queues, the running counts and the indexes change in the same script as the job's status,
-so they never drift (the invariants are listed in ``lua/job_prelude.lua``).
+so they never drift (the invariants are listed in ``lua/job_prelude.lua``). With the
+``job_shards=N`` option (N > 1) the job keys are split over the tags ``{jobs:0}`` ..
+``{jobs:N-1}``, a user's on one of them, and the overall limit is held by a gate in a slot
+of its own (:mod:`.jobs_sharded`).
 
 A session's budget, ledger and holds expire with the session (every ledger script and every
 touch extends them to the session key's TTL, or a day when there is no session key), its
@@ -165,17 +171,27 @@ class KeyLayout:
         """A SCAN pattern for every session's key of one kind (``b``, ``h``, ...)."""
         return f"{self.prefix}:{{u:*}}:{kind}:*"
 
-    def jobs(self) -> str:
-        """The common start of every job key (the scripts append ``j:<job>`` etc.)."""
-        return f"{self.prefix}:{{jobs}}:"
+    def jobs(self, shard: int | None = None) -> str:
+        """The common start of every job key (the scripts append ``j:<job>`` etc.); of one
+        shard ``{jobs:<n>}`` of sharded queues."""
+        tag = "jobs" if shard is None else f"jobs:{shard}"
+        return f"{self.prefix}:{{{tag}}}:"
 
-    def job_shared(self) -> list[str]:
+    def job_shared(self, shard: int | None = None) -> list[str]:
         """The keys every job script declares (``KEYS`` in lua/job_prelude.lua)."""
-        base = self.jobs()
+        base = self.jobs(shard)
         return [f"{base}{name}" for name in ("seq", "ready", "busy", "leases", "done", "waiting")]
 
-    def job(self, job_id: str) -> str:
-        return f"{self.jobs()}j:{encode_id(job_id)}"
+    def job(self, job_id: str, shard: int | None = None) -> str:
+        return f"{self.jobs(shard)}j:{encode_id(job_id)}"
+
+    def job_gate(self) -> str:
+        """Sharded queues: the ZSET of the global slots held (lua/job_gate.lua)."""
+        return f"{self.prefix}:{{jobs:gate}}"
+
+    def job_route(self, job_id: str) -> str:
+        """Sharded queues: job id to the shard that holds the job (and the id's claim)."""
+        return f"{self.prefix}:jr:{encode_id(job_id)}"
 
     def owner_of(self, key: str) -> Owner | None:
         """(user, session) of a session's key (``P:{u:U}:<kind>:S``), or ``None``."""

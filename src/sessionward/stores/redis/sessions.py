@@ -83,7 +83,11 @@ class RedisSessions(RedisConnection):
         async def op() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             pipe.get(route)
-            if clock is None:
+            if clock is None and self._cluster:  # redis-py refuses pipe.time() on a cluster
+                await self._client.initialize()
+                node = self._client.get_node_from_key(route)
+                pipe.execute_command("TIME", target_nodes=node)
+            elif clock is None:
                 pipe.time()  # rides along, so that an unknown token costs one round trip
             replies: list[Any] = await pipe.execute()
             return replies
@@ -92,7 +96,7 @@ class RedisSessions(RedisConnection):
         if clock is not None:
             return replies[0], clock.now()
         seconds, micros = replies[1]
-        return replies[0], seconds + micros / 1_000_000
+        return replies[0], int(seconds) + int(micros) / 1_000_000
 
     async def _on_session(
         self, name: str, key: SessionKey, extra: list[str], *, idempotent: bool = True

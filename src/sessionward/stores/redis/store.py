@@ -2,7 +2,8 @@
 
 The store is its capabilities, one base class each: sessions (:mod:`.sessions`), state
 documents (:mod:`.state`), users (:mod:`.users`), GCRA limits (:mod:`.limits`), budgets,
-ledgers and holds (:mod:`.budgets`) and job queues (:mod:`.jobs`); all of them run through
+ledgers and holds (:mod:`.budgets`) and job queues (:mod:`.jobs`, sharded by
+:mod:`.jobs_sharded`); all of them run through
 one connection, pool, script table and retrier (:mod:`.connection`) on one key layout
 (:mod:`.keys`). This module adds the lifecycle: open, close, ping and the pool's figures.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..records import PoolStats
 from .budgets import RedisBudgets
-from .jobs import RedisJobs
+from .jobs_sharded import RedisShardedJobs
 from .keys import RouteCache
 from .limits import RedisLimits
 from .sessions import RedisSessions
@@ -24,7 +25,9 @@ from .state import RedisState
 from .users import RedisUsers
 
 
-class RedisStore(RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudgets, RedisJobs):
+class RedisStore(
+    RedisSessions, RedisState, RedisUsers, RedisLimits, RedisBudgets, RedisShardedJobs
+):
     def __repr__(self) -> str:
         return f"RedisStore({self.url.redacted()!r})"
 

@@ -8,7 +8,8 @@
 -- jobs (READY), not by the jobs: per user with a free slot only the head of its queue and
 -- of its started jobs are read, and its next job only once its head is taken. A min-heap
 -- of {running, served, head seq} picks the user.
--- ARGV: now, base, worker_id, want, per_user, overall, lease.
+-- ARGV: now, base, worker_id, want, per_user, overall, lease, then (sharded queues) one
+-- reserved gate member per job it may start, which the start holds (job_gate.lua).
 -- Returns the started rows, in the order they were chosen.
 
 local function before(a, b)
@@ -77,12 +78,20 @@ local function open_users(per_user)
   return heap
 end
 
+local started = 0
+
 local function start(um, m, worker, now, lease)
+  started = started + 1
   local key, lease_expires_at = job_key(m), fmt(now + lease)
   redis.call('HSET', key, 'st', 'running', 'sa', fmt(now), 'wid', worker, 'le', lease_expires_at)
   redis.call('HINCRBY', key, 'att', 1)
   hold(um, m, lease_expires_at)
   redis.call('ZADD', started_key(um), fmt(now), m)
+  local gm = ARGV[7 + started]
+  if gm then
+    redis.call('HSET', key, 'gm', gm)
+    redis.call('HSET', BASE .. 'gm', gm, m)
+  end
 end
 
 local now = clock(ARGV[1])

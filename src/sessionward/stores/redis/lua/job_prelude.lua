@@ -26,9 +26,10 @@ local BASE = ARGV[2]
 -- A job is a HASH; these are its fields in the order of every row a script returns
 -- (jobs.JOB_FIELDS): job_id, user_id, kind, params, status, progress, message, result,
 -- error, created_at, started_at, finished_at, attempts, max_attempts, worker_id,
--- lease_expires_at, seq. A None is an absent field. The hash also holds 'um', the user's
+-- lease_expires_at, seq, then 'gm': the global slot its latest start held (sharded queues
+-- only: see job_gate.lua). A None is an absent field. The hash also holds 'um', the user's
 -- encoded id, from which its user's keys are built.
-local JOB_FIELDS = {'id', 'uid', 'kind', 'par', 'st', 'pg', 'msg', 'res', 'err', 'ca', 'sa', 'fa', 'att', 'max', 'wid', 'le', 'seq'}
+local JOB_FIELDS = {'id', 'uid', 'kind', 'par', 'st', 'pg', 'msg', 'res', 'err', 'ca', 'sa', 'fa', 'att', 'max', 'wid', 'le', 'seq', 'gm'}
 
 local function job_key(m)
   return BASE .. 'j:' .. m
@@ -82,6 +83,10 @@ local function hold(um, m, lease_expires_at)
 end
 
 local function release(um, m)
+  local gm = redis.call('HGET', job_key(m), 'gm')
+  if gm then
+    redis.call('HDEL', BASE .. 'gm', gm)  -- the gate member is removed after this script
+  end
   redis.call('ZREM', LEASES, m)
   if redis.call('HINCRBY', BUSY, um, -1) <= 0 then
     redis.call('HDEL', BUSY, um)
