@@ -16,6 +16,8 @@ from sessionward.urls import PostgresOptions, RedisOptions, SqliteOptions
         ("redis://localhost:6379/2?key_prefix=app", "redis"),
         ("rediss://user:pw@cache.example:6380/0", "redis"),
         ("redis+unix:///run/redis.sock?db=3", "redis"),
+        ("redis+cluster://10.0.0.1:7000,10.0.0.2:7001/?key_prefix=app", "redis"),
+        ("rediss+cluster://u:pw@a:7000,b/?job_shards=8&wait_replicas=1", "redis"),
         ("postgresql://app@db/prod?schema=sw&pool_max=20", "postgresql"),
         ("postgres://app@db/prod", "postgresql"),
     ],
@@ -38,6 +40,15 @@ def test_redis_options_are_typed() -> None:
     assert (options.host, options.port, options.db, options.ssl) == ("h", 6380, 5, True)
     assert options.max_connections == 7 and options.username == "u"
     assert options.password is not None and options.password.get_secret_value() == "p@ss"
+
+
+def test_cluster_urls_list_their_startup_nodes() -> None:
+    options = parse_store_url("rediss+cluster://u:pw@a:7000,[::1]:7001,b/?job_shards=4").options
+    assert isinstance(options, RedisOptions) and options.cluster and options.ssl
+    assert options.nodes == (("a", 7000), ("::1", 7001), ("b", 6379))
+    assert (options.host, options.port, options.job_shards) == ("a", 7000, 4)
+    plain = parse_store_url("redis://h/0").options
+    assert isinstance(plain, RedisOptions) and not plain.cluster and plain.job_shards == 1
 
 
 def test_postgres_options_are_typed() -> None:
@@ -67,6 +78,11 @@ def test_postgres_options_are_typed() -> None:
         ("redis://h?key_prefix=a&key_prefix=b", "given twice"),
         ("redis://h?password=x", "password belongs in the URL itself"),
         ("redis+unix://", "needs a socket path"),
+        ("redis+cluster://a:1,b:x/", "'b:x' is not one"),
+        ("redis+cluster://a:1/2", "Redis Cluster has only db 0"),
+        ("redis+cluster://a:1/?nodes=b:2", "nodes belongs in the URL itself"),
+        ("redis+cluster://a:1/?job_shards=0", "option job_shards='0'"),
+        ("redis://h?wait_replicas=-1", "option wait_replicas='-1'"),
         ("postgresql://h/db?schema=Has-Dash", "option schema='Has-Dash'"),
         ("postgresql://h/db?poolsize=3", "accepted: application_name"),
         ("postgresql://h/db?user=x", "user belongs in the URL itself"),
@@ -93,6 +109,7 @@ def test_unknown_option_lists_the_accepted_ones() -> None:
         "redis://user:hunter2hunter2@h:6379/0",
         "rediss://:hunter2hunter2@h",
         "postgresql://app:hunter2hunter2@db/prod?schema=x",
+        "redis+cluster://app:hunter2hunter2@a:7000,b:7001/",
     ],
 )
 def test_passwords_never_show(url: str) -> None:
