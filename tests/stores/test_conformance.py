@@ -29,6 +29,7 @@ from sessionward.testing import (
 )
 from sessionward.testing.jobs import claim, submit
 from sessionward.ward import Ward
+from tests.cluster import Cluster
 from tests.conftest import BACKENDS, SHARED_BACKENDS, url_for
 
 SHARDS = 4
@@ -166,7 +167,7 @@ class TestShardedJobProcesses(_OnShardedQueues, JobProcessConformance):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_script_keys_in_one_slot(script: str) -> None:
+def test_script_keys_in_one_slot(script: str, redis_cluster: Cluster) -> None:
     """Every script the suite ran on the cluster declared keys of one slot in every call
     (the server refused any undeclared key of another slot: the suite passed). It runs
     after the cluster's conformance classes above, whose calls are its evidence."""
