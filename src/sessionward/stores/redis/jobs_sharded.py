@@ -31,6 +31,7 @@ shard after another (a user on another shard may wait one claim longer).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 import zlib
@@ -38,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ...clock import Clock
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, StorageError
 from ...rules.jobs import check_final
 from ...urls import StoreURL
 from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
@@ -82,9 +83,12 @@ class RedisShardedJobs(RedisJobs):
         return await self._script("job_gate", [self._keys.job_gate()], argv, idempotent=idempotent)
 
     async def _ungate(self, members: Sequence[str]) -> None:
+        """Give gate members back. A failure is not the caller's: the step before it (a
+        claim, a finish) has applied, and the reaper removes members left behind."""
         if members:
             gate = self._keys.job_gate()
-            await self._call(lambda: self._client.zrem(gate, *members))
+            with contextlib.suppress(StorageError):
+                await self._call(lambda: self._client.zrem(gate, *members))
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
         if self._shards == 1:
@@ -216,7 +220,8 @@ class RedisShardedJobs(RedisJobs):
             # never repeated: a repeat would find nothing, and the reaped jobs go unreported
             rows += await self._jobs("reap", args, idempotent=False, shard=shard)
         await self._ungate([row[17] for row in rows if row[17]])
-        await self._reconcile_gate()
+        with contextlib.suppress(StorageError):  # the next reap tries again
+            await self._reconcile_gate()
         return [job_row(row) for row in rows]
 
     async def _reconcile_gate(self) -> None:
