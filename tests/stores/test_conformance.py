@@ -161,6 +161,18 @@ class TestShardedJobStores(_OnShardedQueues, JobStoreConformance):
             started.append(new)
         assert (await store.job_counts()).running == 2
 
+    async def test_a_released_job_keeps_its_place(self, ward: Ward) -> None:
+        store, one = ward.store, JobLimits(per_user=1, overall=8)
+        await submit(store, "a", 3)
+        assert await claim(store, limits=one) == ["a-job0"]
+        await store.release_jobs("w1", ["a-job0"])
+        assert await claim(store, limits=one, worker="w2") == ["a-job0"]  # not a-job1
+        await store.release_jobs("w2", ["a-job0"])
+        await submit(store, "b", 1)
+        assert sorted(await claim(store, limits=JobLimits(per_user=1, overall=2))) == [
+            "a-job0", "b-job0",
+        ]  # fmt: skip
+
 
 class TestShardedJobProcesses(_OnShardedQueues, JobProcessConformance):
     pass

@@ -12,8 +12,9 @@ over the cluster's shards:
   (never more than ``overall`` in all), then claims on the shards in turn (starting at a
   random one), passing each the members it may use: each started job holds one (its ``gm``,
   indexed in the shard's ``gm`` hash in the same script). Members no shard was sent are
-  removed at once. A job that ends (finish, reap) drops its ``gm`` from the shard's index in
-  the script that ends it, and its member is removed from the gate after that script.
+  removed at once. A job that ends (finish, reap, release) drops its ``gm`` from the shard's
+  index in the script that ends it, and its member is removed from the gate after that
+  script.
 
 So every running job holds a gate member from before it starts until after it ends: the
 running jobs never exceed ``overall``, however many processes claim. The price is brief
@@ -40,7 +41,7 @@ from typing import Any, cast
 
 from ...clock import Clock
 from ...errors import ConfigurationError, StorageError
-from ...rules.jobs import check_final
+from ...rules.jobs import RELEASED, check_final
 from ...urls import StoreURL
 from ..records import JobCounts, JobLimits, JobRow, JobStatus, NewJob
 from .jobs import JOB_FIELDS, RedisJobs, job_row
@@ -223,6 +224,22 @@ class RedisShardedJobs(RedisJobs):
         with contextlib.suppress(StorageError):  # the next reap tries again
             await self._reconcile_gate()
         return [job_row(row) for row in rows]
+
+    async def release_jobs(self, worker_id: str, job_ids: Sequence[str]) -> list[JobRow]:
+        if self._shards == 1 or not job_ids:
+            return await super().release_jobs(worker_id, job_ids)
+        by_shard: dict[int, list[str]] = {}
+        for job_id in dict.fromkeys(job_ids):
+            shard = await self._job_shard(job_id)
+            if shard is not None:
+                by_shard.setdefault(shard, []).append(job_id)
+        rows: list[Any] = []
+        for shard, ids in by_shard.items():
+            args = [worker_id, RELEASED, *map(encode_id, ids)]
+            # repeatable: a repeat finds the jobs no longer held by this worker
+            rows += await self._jobs("release", args, idempotent=True, shard=shard)
+        await self._ungate([row[17] for row in rows if row[17]])
+        return sorted((job_row(row) for row in rows), key=lambda row: row.seq)
 
     async def _reconcile_gate(self) -> None:
         """Remove the stale gate members that no shard holds (see the module)."""
