@@ -213,6 +213,7 @@ async def test_a_killed_primary_loses_no_acknowledged_write(
     with anyio.fail_after(90):
         await _traffic(writer, acked, own_cluster, victim, killed)
     for n in range(WRITERS):
+        await ward.sessions.validate(made[n].token)  # its token's route survived too
         doc = await ward.state.get(made[n].session.scope("session"), "doc")
         assert doc is not None and doc.version >= acked[n] and doc.data == doc.version
         ledger = {

@@ -463,6 +463,36 @@ class RedisConnection:
             return reply
         raise StorageUnavailable(f"redis: {name} found no node serving its slot")
 
+    async def _waited_pipeline(self, keys: list[str], build: Callable[[Any], None]) -> list[Any]:
+        """A pipeline of plain writes on ``keys`` (``build`` queues them), then, with
+        ``wait_replicas``, one ``WAIT`` per node they went to: their replies, once that many
+        replicas have them, else :class:`StorageUnavailable`. On a cluster no redirect is
+        followed then (a MOVED raises, and the caller's retry sends all of it again), since
+        a redirected write would not be the one its node's WAIT counts."""
+        pipe = self._client.pipeline(transaction=False)
+        build(pipe)
+        want, ms = self._options.wait_replicas, max(1, int(self._options.wait_timeout * 1000))
+        if not want:
+            replies: list[Any] = await pipe.execute()
+            return replies
+        if self._cluster:
+            await self._client.initialize()
+            nodes = {n.name: n for n in map(self._client.get_node_from_key, keys)}
+            for node in nodes.values():
+                pipe.execute_command("WAIT", want, ms, target_nodes=node)
+            replies = await pipe.execute(allow_redirections=False)
+            waits = len(nodes)
+        else:
+            pipe.execute_command("WAIT", want, ms)
+            replies, waits = await pipe.execute(), 1
+        acked = min(int(reply) for reply in replies[-waits:])
+        if acked < want:
+            raise StorageUnavailable(
+                f"redis: {acked} of {want} replicas confirmed the write within {ms} ms; "
+                "it may not survive a failover"
+            )
+        return replies[:-waits]
+
     async def _scan_page(self, start: int, pattern: str, count: int) -> tuple[int, list[str]]:
         """One SCAN page. On a cluster the cursor walks the primaries in turn (sorted by
         name): ``node cursor * 64 + node index``."""

@@ -131,14 +131,11 @@ class RedisSessions(RedisConnection):
         ttl = ttl_ms(new.absolute_timeout + _ROUTE_SLACK, 0.0)
         by_id = self._keys.owner(new.session_id)
 
-        async def routes() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
+        def routes(pipe: Any) -> None:
             pipe.set(route, value, px=ttl, nx=True)
             pipe.set(by_id, new.user_id, px=ttl, nx=True)
-            replies: list[Any] = await pipe.execute()
-            return replies
 
-        wrote = await self._call(routes)
+        wrote = await self._call(lambda: self._waited_pipeline([route, by_id], routes))
         keys = self._keys.session(new.user_id, new.session_id)
         args = self._create_args(new, max_sessions, evict_oldest)
         reply = await self._script("session_create", [keys[0], keys[2]], args)
@@ -217,7 +214,9 @@ class RedisSessions(RedisConnection):
         route, value = self._keys.route(row.token_hash), route_value(owner)
         ttl = ttl_ms(row.expires_at, now)
         # Idempotent, so retried: until it lands, only this process can find the new token.
-        await self._call(lambda: self._client.set(route, value, px=ttl))
+        await self._call(
+            lambda: self._waited_pipeline([route], lambda pipe: pipe.set(route, value, px=ttl))
+        )
 
     async def revoke_session(self, key: ById) -> bool:
         keys = self._keys.session(key.user_id, key.session_id)[:2]
