@@ -8,6 +8,7 @@ from sessionward.testing import (
     BudgetConformance,
     BudgetProcessConformance,
     BudgetRaceConformance,
+    CapacityConformance,
     JobProcessConformance,
     JobStoreConformance,
     LimitConformance,
@@ -73,3 +74,7 @@ class TestJobProcesses(JobProcessConformance):
     @pytest.fixture(params=SHARED_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
+
+
+class TestCapacity(CapacityConformance):
+    pass

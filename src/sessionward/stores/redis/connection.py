@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
@@ -56,6 +57,7 @@ SCRIPTS = (
     *("user_create", "user_claim", "user_list", "user_update", "limits_gcra"),
     *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
+    *("capacity_publish", "capacity_instances"),
 )
 PRELUDES = ("prelude.lua", "budget_prelude.lua", "job_prelude.lua")
 #: Scripts that carry no prelude: run once per request, they would run all of it each time.
@@ -120,17 +122,20 @@ class CountingPool(BlockingConnectionPool):
     back the connection its :class:`Lease` keeps when a caller would otherwise wait."""
 
     waiting = 0
+    wait_time = 0.0  # seconds callers spent in get_connection, for pool_stats
     lease: Lease | None = None
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get: Callable[..., Awaitable[Any]] = super().get_connection  # typed or not per version
         self.waiting += 1
+        started = time.perf_counter()
         try:
             if self.lease is not None and self.exhausted():
                 await self.lease.reclaim()
             return await get(*args, **kwargs)
         finally:
             self.waiting -= 1
+            self.wait_time += time.perf_counter() - started
 
     def exhausted(self) -> bool:
         """Whether a caller would have to wait for a connection now (if redis-py cannot say,

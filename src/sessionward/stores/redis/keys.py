@@ -31,6 +31,10 @@
     P:{jobs}:done   ZSET    finished job ids by finished_at, for purging
     P:{jobs}:waiting  STRING  the number of waiting jobs
     P:{jobs}:seq    STRING  the last seq handed out
+    P:{act}:s       ZSET    ``U:S`` (encoded ids) by last_seen_at, for the activity counts;
+                    written after a create or touch, trimmed when counted (:mod:`.capacity`)
+    P:{inst}        HASH    instance id to its latest capacity sample (JSON)
+    P:{inst}:exp    ZSET    instance ids by the time their sample expires
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
@@ -140,6 +144,19 @@ class KeyLayout:
     def usernames(self) -> list[str]:
         """The username index and its sorted companion (one hash tag)."""
         return [f"{self.prefix}:{{usernames}}", f"{self.prefix}:{{usernames}}:sorted"]
+
+    def activity(self) -> str:
+        return f"{self.prefix}:{{act}}:s"
+
+    def activity_member(self, user_id: str, session_id: str) -> str:
+        return f"{encode_id(user_id)}:{encode_id(session_id)}"
+
+    def session_of_member(self, member: str) -> str:
+        user, _, session = member.partition(":")
+        return f"{self.prefix}:{{u:{user}}}:s:{session}"
+
+    def instances(self) -> list[str]:
+        return [f"{self.prefix}:{{inst}}", f"{self.prefix}:{{inst}}:exp"]
 
     def limit(self, key: str) -> str:
         return f"{self.prefix}:rl:{encode_id(key)}"
