@@ -2,6 +2,7 @@
 
     sessionward serve [--store URL] [--host H] [--port P] [--workers N] [--shutdown-timeout S]
     sessionward users create NAME [--admin] [--password-stdin] | list | disable NAME
+    sessionward users admin NAME [--revoke]
     sessionward sessions list [--user NAME] | revoke ID | revoke --user NAME
     sessionward cleanup
     sessionward doctor
@@ -18,6 +19,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio
@@ -113,6 +115,7 @@ def serve(
 
     from .service.logs import log_config
 
+    _fresh_metrics_dir()
     # Workers are separate processes that build their own app from the environment.
     if store:
         os.environ["SESSIONWARD_STORE"] = store
@@ -136,6 +139,19 @@ def serve(
         # a job's event stream lasts as long as the job: without a bound, shutdown waits for it
         timeout_graceful_shutdown=shutdown_timeout,
     )
+
+
+def _fresh_metrics_dir() -> None:
+    """prometheus-client's multiprocess mode wants its directory emptied before the workers
+    start: files left by an earlier run would count as live workers (uvicorn has no hook
+    to mark a dead worker's files, so a restart is the point where they are cleared)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 @users_app.command("create")
@@ -194,6 +210,26 @@ def users_disable(name: str, store: StoreOption = None) -> None:
 
     user = with_ward(store, disable)
     out.print(f"disabled {user.username}; their sessions are revoked")
+
+
+@users_app.command("admin")
+def users_admin(
+    name: str,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the admin role away.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Grant the admin role to an account (the dashboard, /metrics), or take it away."""
+
+    async def change(ward: Ward) -> User:
+        user = await ward.users.find(name)
+        if user is None:
+            fail(f"no user named {name!r}")
+        assert user is not None
+        others = tuple(r for r in user.roles if r != "admin")
+        return await ward.users.set_roles(user.user_id, others if revoke else (*others, "admin"))
+
+    user = with_ward(store, change)
+    out.print(f"{user.username}: roles {','.join(user.roles) or '(none)'}")
 
 
 @sessions_app.command("list")

@@ -135,6 +135,30 @@ class Settings(BaseSettings):
     login_ip_max_failures: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
+    # capacity monitor and admission control (docs/capacity.md); a threshold of 0 is off
+    capacity_sample_interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    capacity_history: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    capacity_active_window: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    capacity_request_window: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    capacity_store_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
+    capacity_max_cpu: Annotated[float, Field(ge=0, le=100)] = 0.0
+    capacity_max_memory: Annotated[float, Field(ge=0, le=100)] = 0.0
+    capacity_max_loop_lag: Annotated[float, Field(ge=0, le=60)] = 0.0
+    capacity_max_pool_waiting: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    capacity_max_queued_jobs: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    capacity_max_active_users: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    capacity_hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    capacity_retry_after: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # alert rules "figure>threshold;..." (sessionward.capacity.alerts), and where to post them
+    capacity_alerts: Annotated[str, Field(max_length=2048)] = (
+        "memory_percent>90;cpu_used>90;loop_lag>0.5;pool_waiting>1;latency_p99>2"
+    )
+    capacity_alert_webhook: SecretStr | None = None
+    # who may read /metrics: admins (a bearer token with the admin role), anyone, or only
+    # a separate listener on metrics_port (for a scraper on a private network)
+    metrics_access: Literal["admin", "public", "port"] = "admin"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -23,6 +23,7 @@ from .auth.keys import load_keys
 from .auth.manager import Auth
 from .auth.passwords import Passwords
 from .budgets import Budgets
+from .capacity import CapacityMonitor
 from .clock import Clock, SystemClock
 from .config import Settings
 from .errors import SessionwardError
@@ -60,6 +61,8 @@ class Ward:
         self.state = StateManager(store, settings)
         self.passwords = Passwords(settings)
         self.users = Users(store, self.sessions, self.passwords)
+        # no I/O until its run() or sample(): docs/capacity.md
+        self.capacity = CapacityMonitor(store, settings, clock=self.clock)
         self._auth: Auth | None = None
 
     @property

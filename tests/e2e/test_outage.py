@@ -231,7 +231,8 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 def test_the_service_rides_out_a_redis_outage(own_redis: OwnRedis, tmp_path: Path) -> None:
-    server = start(own_redis.url("svc"), tmp_path, SESSIONWARD_IP_RATE_LIMIT="5/hour",
+    server = start(own_redis.url("svc"), tmp_path, SESSIONWARD_METRICS_ACCESS="public",
+                   SESSIONWARD_IP_RATE_LIMIT="5/hour",
                    SESSIONWARD_API_RATE_LIMIT="100000/hour")  # fmt: skip
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -92,6 +92,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     workdir = tmp_path_factory.mktemp("proxied")
     server = start(url_for("sqlite", workdir), workdir,
                    SESSIONWARD_TRUSTED_PROXIES="127.0.0.1/32",
+                   SESSIONWARD_METRICS_ACCESS="public",
                    SESSIONWARD_IP_RATE_LIMIT="4/hour",
                    SESSIONWARD_API_RATE_LIMIT="5/hour;50/day")  # fmt: skip
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -17,6 +17,7 @@ from sessionward.testing import (
     BudgetConformance,
     BudgetProcessConformance,
     BudgetRaceConformance,
+    CapacityConformance,
     JobProcessConformance,
     JobStoreConformance,
     LimitConformance,
@@ -119,6 +120,10 @@ class TestJobProcesses(JobProcessConformance):
     @pytest.fixture(params=PROCESS_BACKENDS)
     def backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
+
+
+class TestCapacity(CapacityConformance):
+    pass
 
 
 class _OnShardedQueues:

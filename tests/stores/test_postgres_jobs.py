@@ -83,7 +83,7 @@ async def test_a_version_3_schema_is_migrated_and_keeps_its_data(
     store = create_store(url, clock=clock)
     await store.open()
     try:
-        assert [v for v, _ in _versions(schema)] == list(range(1, LATEST + 1)) == [1, 2, 3, 4, 5]
+        assert [v for v, _ in _versions(schema)] == list(range(1, LATEST + 1)) == [1, 2, 3, 4, 5, 6]
         assert _tables_by_schema()[schema] == TABLES
         assert (await store.find_session(ByToken("hash-0"), touch_interval=None)).row == session
         budget = await store.get_budget("alice", "sid-0", default_limit=1, currency="USD")

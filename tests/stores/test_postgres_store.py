@@ -53,6 +53,7 @@ SERVER = POSTGRES_URL.split("?")[0]
 TABLES = {
     "sw_schema_version",
     "sw_sessions",
+    "sw_instances",
     "sw_state",
     "sw_spent_tokens",
     "sw_users",

@@ -126,7 +126,7 @@ async def test_key_layout_and_hash_tags(ward: Ward, url: str, raw: aioredis.Redi
     p, sid = prefix(url), new.session.session_id
     user_keys = {f"{p}:{{u:alice}}:{s}" for s in (f"s:{sid}", "idx", "us", f"ss:{sid}")}
     route, owner = f"{p}:t:{hash_token(new.token)}", f"{p}:i:{sid}"
-    assert await keys_of(raw, url) == {*user_keys, route, owner}
+    assert await keys_of(raw, url) == {*user_keys, route, owner, f"{p}:{{act}}:s"}
     assert len({key_slot(key.encode()) for key in user_keys}) == 1
     assert await raw.get(route) == f'["alice", "{sid}"]'
     assert await raw.get(owner) == "alice"  # a lookup by the session id alone
@@ -176,7 +176,8 @@ async def test_odd_user_ids_stay_isolated(ward: Ward, url: str, raw: aioredis.Re
         assert doc is not None and doc.data == user
         assert await ward.state.names(listed.scope("session")) == ["doc"]
         assert (await ward.sessions.validate(new.token)).user_id == user
-    assert len(keys) == 6 * len(ODD_USERS)  # and one route and one owner key each
+    # and one route and one owner key each, and the activity zset
+    assert len(keys) == 6 * len(ODD_USERS) + 1
 
 
 async def test_odd_session_ids(url: str, clock: FakeClock) -> None:
@@ -322,7 +323,8 @@ async def test_a_due_touch_runs_the_script_on_the_server_clock(
         new = await ward.sessions.create("alice")
         round_trips.reset()
         session = await ward.sessions.validate(new.token)
-        assert round_trips.sent == [["GET"], ["EVALSHA"]]
+        # the touch, then the activity count's record of it
+        assert round_trips.sent == [["GET"], ["EVALSHA"], ["ZADD", "PEXPIRE"]]
         assert session.last_seen_at > new.session.last_seen_at
         assert session.idle_expires_at > new.session.idle_expires_at
 
@@ -456,10 +458,13 @@ async def test_sweep_deletes_spent_sets_and_every_route(
     await store.put_state(StateScope("session", "alice", "s1"), "cart", "1", expected_version=None)
     await store.refresh_session(first.token_hash, hash_token("t1"), grace=10)
     await store.rotate_session(ById("alice", "s1"), hash_token("t2"))
-    assert len(await keys_of(raw, url)) == 8  # session, state, index, spent set, 3 routes, owner
+    # session, state, index, spent set, 3 routes, owner, the activity zset
+    assert len(await keys_of(raw, url)) == 9
     clock.advance(IDLE)
     assert await store.sweep_sessions(10) == 1
-    assert await keys_of(raw, url) == set()
+    # the activity zset expires by its TTL; a count trims it and reads no dead session
+    assert await keys_of(raw, url) == {f"{prefix(url)}:{{act}}:s"}
+    assert (await store.count_active(IDLE)).sessions == 0
     refreshed = await store.refresh_session(first.token_hash, hash_token("t1"), grace=10)
     assert refreshed.outcome == "unknown"
 
@@ -478,11 +483,13 @@ async def test_refresh_from_another_instance_with_a_cold_route_cache(
         replay = await other.refresh_session(t0, t1, grace=10)
         assert replay == replace(rotated, outcome="replayed")
         # the spent hash's route, the decision, the new hash's route again (idempotent)
-        assert round_trips.sent == [["GET"], ["EVALSHA"], ["SET"]]
+        # and the activity count's record of it
+        assert round_trips.sent == [["GET"], ["EVALSHA"], ["SET"], ["ZADD", "PEXPIRE"]]
         round_trips.reset()
         again = await other.refresh_session(t1, t2, grace=10)
         assert again.outcome == "rotated" and again.row is not None
-        assert round_trips.sent == [["EVALSHA"], ["SET"]]  # t1's route is cached now
+        # t1's route is cached now
+        assert round_trips.sent == [["EVALSHA"], ["SET"], ["ZADD", "PEXPIRE"]]
         found = await store.find_session(ByToken(t2), touch_interval=None)
         assert found.row == again.row  # through the route the other instance wrote
         reused = await store.refresh_session(t0, hash_token("t9"), grace=10)

@@ -28,6 +28,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -130,8 +131,10 @@ class JobWorker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         slots: int | None = None,
+        on_finished: Callable[[JobRow], None] | None = None,
     ) -> None:
         s = self._settings = settings
+        self._on_finished = on_finished  # told of each job this worker ends (metrics)
         self.worker_id = worker_id or f"w-{secrets.token_hex(6)}"
         self.slots = slots or s.job_worker_slots or s.jobs_running
         self._store, self._jobs, self._state = store, jobs, state
@@ -375,6 +378,8 @@ class JobWorker:
         self._jobs.poke_workers()  # a slot came free
         if done is not None:
             self._pushes.put(done)
+            if self._on_finished is not None:
+                self._on_finished(done)
 
     # keeping leases, reaping the dead, hearing other instances
 

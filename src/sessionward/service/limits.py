@@ -17,7 +17,7 @@ from ..web.limits import Rule, by_ip, by_user
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _EXEMPT = ["/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs*", "/redoc*"]
-_ANONYMOUS = ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh"]
+_ANONYMOUS = ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/admin/login"]
 
 
 def rate_limit_rules(settings: Settings, verify: Callable[[str], object]) -> list[Rule]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from fastapi import APIRouter, WebSocket
 
 from ..clock import iso_utc
-from ..fastapi.websocket import GuardedWebSocket, WebSocketRefused
+from ..fastapi.websocket import TRY_AGAIN_LATER, GuardedWebSocket, WebSocketRefused
 from ..web.ws_frames import CHAT
+from .capacity import admit_websocket
 
 router = APIRouter()
 
@@ -28,6 +29,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     guard = GuardedWebSocket(websocket, ward, websocket.app.state.events, shapes=CHAT)
     try:
         async with guard as guarded:
+            if not await admit_websocket(ward, guarded.principal):  # capacity (issue 13)
+                await guarded.close(TRY_AGAIN_LATER, "over capacity")
+                return
             async for message in guarded:
                 at = iso_utc(ward.clock.now())
                 await guarded.publish({"type": "message", "text": message["text"], "at": at})

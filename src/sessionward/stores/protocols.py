@@ -19,6 +19,7 @@ from typing import Protocol
 
 from ..urls import StoreURL
 from .records import (
+    ActiveCounts,
     BudgetOutcome,
     BudgetRow,
     ById,
@@ -26,6 +27,7 @@ from .records import (
     Created,
     GcraCheck,
     GcraResult,
+    InstanceRow,
     JobCounts,
     JobLimits,
     JobRow,
@@ -289,7 +291,27 @@ class StateStore(Protocol):
     async def list_state(self, scope: StateScope) -> list[str]: ...
 
 
-class Store(SessionStore, StateStore, UserStore, LimitStore, BudgetStore, JobStore, Protocol):
+class CapacityStore(Protocol):
+    """What the capacity monitor reads and shares: the deployment's activity, and each
+    instance's latest sample under a short TTL."""
+
+    async def count_active(self, window: float) -> ActiveCounts:
+        """Live sessions whose ``last_seen_at`` is within ``window`` seconds of the store's
+        now, and their distinct users."""
+        ...
+
+    async def publish_instance(self, instance_id: str, data: str, *, ttl: float) -> None:
+        """Replace the instance's sample; it lists until ``ttl`` seconds from now."""
+        ...
+
+    async def list_instances(self) -> list[InstanceRow]:
+        """The samples not yet expired, by instance id."""
+        ...
+
+
+class Store(
+    SessionStore, StateStore, UserStore, LimitStore, BudgetStore, JobStore, CapacityStore, Protocol
+):
     """A backend: open it, use it, close it."""
 
     url: StoreURL

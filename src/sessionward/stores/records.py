@@ -136,12 +136,34 @@ class StateWrite:
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
-    """Connections for the capacity monitor: in use, idle, callers waiting, and the cap."""
+    """Connections for the capacity monitor: in use, idle, callers waiting, the cap, and
+    the seconds callers have waited for a connection since the store opened (0 where the
+    driver does not say)."""
 
     in_use: int
     idle: int
     waiting: int
     max_size: int
+    wait_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCounts:
+    """Live sessions seen within a window, the distinct users holding them, and the store's
+    time of the count."""
+
+    sessions: int
+    users: int
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """One instance's latest published capacity sample (JSON), until ``expires_at``."""
+
+    instance_id: str
+    data: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)

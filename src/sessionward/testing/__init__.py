@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..clock import FakeClock
 from .budgets import BudgetConformance, BudgetProcessConformance, BudgetRaceConformance
+from .capacity import CapacityConformance
 from .conformance import SessionConformance, StateConformance
 from .jobs import JobProcessConformance, JobStoreConformance
 from .limits import LimitConformance
@@ -28,6 +29,7 @@ __all__ = [
     "BudgetConformance",
     "BudgetProcessConformance",
     "BudgetRaceConformance",
+    "CapacityConformance",
     "FakeClock",
     "JobProcessConformance",
     "JobStoreConformance",

@@ -17,7 +17,7 @@ from contextlib import aclosing, suppress
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -26,18 +26,13 @@ from ...errors import SessionError, SessionwardError
 from ...jobs import job_json
 from ...ward import Ward
 from ..body import StrictJSONRoute
+from ..capacity import admit_job
 from ..deps import Authenticated, WardDep
 from ..models import ErrorResponse, JobAccepted, JobIn, JobKindList, JobList, JobOut
 
 log = logging.getLogger("sessionward.service")
 router = APIRouter(prefix="/v1/jobs", route_class=StrictJSONRoute, tags=["jobs"])
 JobId = Annotated[str, Path(min_length=1, max_length=255)]
-
-
-async def admission(request: Request) -> None:
-    """Admission control, before anything is queued. A later issue fills this in: raise
-    :class:`~sessionward.errors.CapacityExceeded` to answer 503 ``over_capacity`` with
-    ``Retry-After``. Until then every submit is admitted."""
 
 
 @router.get("/kinds", response_model=JobKindList)
@@ -47,7 +42,7 @@ async def list_kinds(principal: Authenticated, ward: WardDep) -> JobKindList:
 
 
 @router.post(
-    "", status_code=202, response_model=JobAccepted, dependencies=[Depends(admission)],
+    "", status_code=202, response_model=JobAccepted, dependencies=[Depends(admit_job)],
     responses={503: {"model": ErrorResponse, "description": "over_capacity"}},
 )  # fmt: skip
 async def submit(body: JobIn, principal: Authenticated, ward: WardDep) -> JobAccepted:

@@ -26,6 +26,7 @@ from ...errors import ConfigurationError
 from ...urls import MemoryOptions, StoreURL
 from ..records import PoolStats, StateScope
 from .budgets import MemoryBudgets
+from .capacity import MemoryCapacity
 from .jobs import MemoryJobs
 from .limits import MemoryLimits
 from .sessions import MemorySessions
@@ -53,7 +54,13 @@ if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
 
 
 class MemoryStore(
-    MemorySessions, MemoryState, MemoryUsers, MemoryLimits, MemoryBudgets, MemoryJobs
+    MemorySessions,
+    MemoryState,
+    MemoryUsers,
+    MemoryLimits,
+    MemoryBudgets,
+    MemoryJobs,
+    MemoryCapacity,
 ):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, MemoryOptions)
@@ -72,6 +79,7 @@ class MemoryStore(
         MemoryLimits.__init__(self)
         MemoryBudgets.__init__(self)
         MemoryJobs.__init__(self)
+        MemoryCapacity.__init__(self)
 
     @property
     def backend(self) -> str:

@@ -141,6 +141,7 @@ class PostgresCore:
             idle=idle,
             waiting=stats.get("requests_waiting", 0),
             max_size=stats.get("pool_max", self._options.pool_max),
+            wait_time=stats.get("requests_wait_ms", 0) / 1000,
         )
 
     # plumbing

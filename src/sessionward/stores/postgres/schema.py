@@ -10,13 +10,14 @@ adds rotation history (``prev_token_hash``, ``rotated_at`` and the spent hashes)
 GCRA limits with their decision function ``sw_gcra``. Version 3 adds budgets, user limits,
 the ledger and holds, with the functions that move money. Version 4 adds the job queues
 (``sw_jobs``, ``sw_job_queues``) and the functions that change them. Version 5 adds
-``sw_release_jobs``, a clean stop's hand-back of its worker's jobs.
+``sw_release_jobs``, a clean stop's hand-back of its worker's jobs. Version 6 adds the
+capacity monitor's instance samples (``sw_instances``).
 
 The statements live in ``sql/*.sql`` beside this module (``schema.sql``: migrations 1 and 2,
-``budgets.sql``: 3, ``jobs.sql``: 4, ``jobs_release.sql``: 5), named, each formatted with
-:func:`table_names` by ``psycopg.sql``; what each function locks, and why that makes it
-exact, is said there. A test pins the text each migration sends, so a released one cannot
-change by accident.
+``budgets.sql``: 3, ``jobs.sql``: 4, ``jobs_release.sql``: 5, ``capacity.sql``: 6), named,
+each formatted with :func:`table_names` by ``psycopg.sql``; what each function locks, and
+why that makes it exact, is said there. A test pins the text each migration sends, so a
+released one cannot change by accident.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from psycopg import AsyncConnection, sql
 
 from ...errors import ConfigurationError
 
-LATEST = 5
+LATEST = 6
 # The files of the migrations, in order; each says which migration its statements belong to.
-SQL_FILES = ("schema.sql", "budgets.sql", "jobs.sql", "jobs_release.sql")
+SQL_FILES = ("schema.sql", "budgets.sql", "jobs.sql", "jobs_release.sql", "capacity.sql")
 _MARKER = re.compile(r"-- (name|migration): (\S+)")
 
 
@@ -175,6 +176,7 @@ def table_names(schema: str) -> dict[str, sql.Composable]:
         "reap_jobs": sql.Identifier(schema, "sw_reap_jobs"),
         "purge_jobs": sql.Identifier(schema, "sw_purge_jobs"),
         "release_jobs": sql.Identifier(schema, "sw_release_jobs"),
+        "instances": sql.Identifier(schema, "sw_instances"),
     }
 
 

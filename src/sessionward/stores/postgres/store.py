@@ -12,13 +12,14 @@ applied, so a compare-and-set is not repeated and raises ``StorageUnavailable``.
 
 Modules: the pool, lifecycle and retry rules are in :mod:`.connection`; one module per
 capability (:mod:`.sessions`, :mod:`.state`, :mod:`.users`, :mod:`.limits`,
-:mod:`.budgets`, :mod:`.jobs`); statements in :mod:`.statements`, tables and migrations in
-:mod:`.schema`.
+:mod:`.budgets`, :mod:`.jobs`, :mod:`.capacity`); statements in :mod:`.statements`,
+tables and migrations in :mod:`.schema`.
 """
 
 from __future__ import annotations
 
 from .budgets import PostgresBudgets
+from .capacity import PostgresCapacity
 from .jobs import PostgresJobs
 from .limits import PostgresLimits
 from .sessions import PostgresSessions
@@ -29,7 +30,13 @@ __all__ = ["PostgresStore"]
 
 
 class PostgresStore(
-    PostgresSessions, PostgresState, PostgresUsers, PostgresLimits, PostgresBudgets, PostgresJobs
+    PostgresSessions,
+    PostgresState,
+    PostgresUsers,
+    PostgresLimits,
+    PostgresBudgets,
+    PostgresJobs,
+    PostgresCapacity,
 ):
     """Every capability, on one pool and one set of composed statements
     (:class:`~.connection.PostgresCore`)."""

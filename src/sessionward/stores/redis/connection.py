@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
@@ -68,12 +69,14 @@ SCRIPTS = (
     *BUDGET_SCRIPTS,
     *JOB_SCRIPTS,
     "job_gate",
+    *("capacity_publish", "capacity_instances"),
 )
 #: Scripts that only read: never followed by WAIT. ``limits_gcra`` is not waited on either:
 #: a decision a failover loses lets at most a burst's worth more through, once.
 UNWAITED = (
     *("session_find", "session_list", "state_get", "state_list", "user_list", "budget_get"),
     *("ledger_list", "ledger_verify", "job_list", "job_counts", "limits_gcra"),
+    *("capacity_publish", "capacity_instances"),  # a sample a failover loses is sent again
 )
 #: Errors that prove a command did not run (sent again after the slot map is reloaded).
 NOT_RUN = (
@@ -162,17 +165,20 @@ class CountingPool(BlockingConnectionPool):
     back the connection its :class:`Lease` keeps when a caller would otherwise wait."""
 
     waiting = 0
+    wait_time = 0.0  # seconds callers spent in get_connection, for pool_stats
     lease: Lease | None = None
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get: Callable[..., Awaitable[Any]] = super().get_connection  # typed or not per version
         self.waiting += 1
+        started = time.perf_counter()
         try:
             if self.lease is not None and self.exhausted():
                 await self.lease.reclaim()
             return await get(*args, **kwargs)
         finally:
             self.waiting -= 1
+            self.wait_time += time.perf_counter() - started
 
     def exhausted(self) -> bool:
         """Whether a caller would have to wait for a connection now (if redis-py cannot say,

@@ -35,6 +35,10 @@
     P:{jobs}:gm     HASH    sharded queues: gate member to the running job that holds it
     P:{jobs:gate}   ZSET    sharded queues: the global slots held, by reserved_at
     P:jr:J          STRING  sharded queues: job J's shard; no TTL, deleted by a purge
+    P:{act}:s       ZSET    ``U:S`` (encoded ids) by last_seen_at, for the activity counts;
+                    written after a create or touch, trimmed when counted (:mod:`.capacity`)
+    P:{inst}        HASH    instance id to its latest capacity sample (JSON)
+    P:{inst}:exp    ZSET    instance ids by the time their sample expires
 
 ``P`` is the ``key_prefix`` option. One user's keys share the hash tag ``{u:U}``, so they
 live in one Redis Cluster slot and one script may touch them together (scripts that walk the
@@ -151,6 +155,19 @@ class KeyLayout:
     def usernames(self) -> list[str]:
         """The username index and its sorted companion (one hash tag)."""
         return [f"{self.prefix}:{{usernames}}", f"{self.prefix}:{{usernames}}:sorted"]
+
+    def activity(self) -> str:
+        return f"{self.prefix}:{{act}}:s"
+
+    def activity_member(self, user_id: str, session_id: str) -> str:
+        return f"{encode_id(user_id)}:{encode_id(session_id)}"
+
+    def session_of_member(self, member: str) -> str:
+        user, _, session = member.partition(":")
+        return f"{self.prefix}:{{u:{user}}}:s:{session}"
+
+    def instances(self) -> list[str]:
+        return [f"{self.prefix}:{{inst}}", f"{self.prefix}:{{inst}}:exp"]
 
     def limit(self, key: str) -> str:
         return f"{self._limits}{encode_id(key)}"

@@ -35,7 +35,7 @@ from ..records import (
     SessionKey,
     SessionRow,
 )
-from .connection import RedisConnection
+from .capacity import RedisCapacity
 from .keys import (
     Owner,
     RouteCache,
@@ -55,7 +55,7 @@ _ROUTE_SLACK = 60.0
 _SWEEP_PAGES, _SWEEP_PAGE = 1000, 1000
 
 
-class RedisSessions(RedisConnection):
+class RedisSessions(RedisCapacity):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         super().__init__(url, clock=clock)
         self._routes = RouteCache(self._options.route_cache_size)
@@ -147,7 +147,9 @@ class RedisSessions(RedisConnection):
                 raise ConfigurationError("session id collision")
             return Created(None, ())
         self._routes.put(new.token_hash, owner)
-        return Created(session_row(reply[2]), tuple(reply[3]))
+        created = session_row(reply[2])
+        await self._seen(created)
+        return Created(created, tuple(reply[3]))
 
     def _create_args(self, new: NewSessionRow, max_sessions: int, evict: bool) -> list[str]:
         return [
@@ -177,6 +179,8 @@ class RedisSessions(RedisConnection):
         if not touch_due(row, now, touch_interval):
             return Lookup(row, now)
         lookup, _ = await self._on_session("session_find", key, [time_arg(touch_interval)])
+        if lookup.row is not None and lookup.row.last_seen_at > row.last_seen_at:
+            await self._seen(lookup.row)
         return lookup
 
     async def rotate_session(self, key: SessionKey, new_token_hash: str) -> Lookup:
@@ -204,6 +208,7 @@ class RedisSessions(RedisConnection):
         row = session_row(reply[2])
         if reply[1] in ("rotated", "replayed"):
             await self._add_route(row, now)  # a replay re-writes it, in case it was lost
+            await self._seen(row)
         return Refreshed(reply[1], row, now)
 
     async def _add_route(self, row: SessionRow, now: float) -> None:

@@ -92,7 +92,8 @@ class RedisStore(
         if self._lease.kept_idle and in_use:  # taken out of the pool, but no call runs on it
             in_use, idle = in_use - 1, idle + 1
         size = self._options.max_connections
-        return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size)
+        return PoolStats(in_use=in_use, idle=idle, waiting=self._pool.waiting, max_size=size,
+                         wait_time=self._pool.wait_time)  # fmt: skip
 
     def _cluster_pool_stats(self) -> PoolStats:
         """Summed over the nodes' connection lists (``max_size`` is per node)."""

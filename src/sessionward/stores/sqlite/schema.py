@@ -129,6 +129,14 @@ MIGRATIONS: list[list[str]] = [
     ],
     # a claim's turns: each waiting user's latest start
     ["CREATE INDEX sw_jobs_user_started ON sw_jobs (user_id, started_at)"],
+    # the capacity monitor: each instance's latest sample
+    [
+        """CREATE TABLE sw_instances (
+            instance_id TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

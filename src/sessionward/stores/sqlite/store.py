@@ -24,6 +24,7 @@ from ...urls import SqliteOptions, StoreURL
 from ..records import PoolStats
 from ..retry import Retrier
 from .budgets import SqliteBudgets
+from .capacity import SqliteCapacity
 from .jobs import SqliteJobs
 from .limits import SqliteLimits
 from .parts import Conn
@@ -59,7 +60,13 @@ def _transaction(fn: Callable[[Conn], T]) -> Callable[[Conn], T]:
 
 
 class SqliteStore(
-    SqliteSessions, SqliteState, SqliteUsers, SqliteLimits, SqliteBudgets, SqliteJobs
+    SqliteSessions,
+    SqliteState,
+    SqliteUsers,
+    SqliteLimits,
+    SqliteBudgets,
+    SqliteJobs,
+    SqliteCapacity,
 ):
     def __init__(self, url: StoreURL, *, clock: Clock | None = None) -> None:
         assert isinstance(url.options, SqliteOptions)
