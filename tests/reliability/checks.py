@@ -4,6 +4,7 @@ figures, and a service whose log shows no traceback."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -62,6 +63,9 @@ def outage_figures(history: History, down: float, up: float) -> dict[str, Any]:
     return {
         "outage_s": round(up - down, 3),
         "during": history.summary(during),
+        # answered from memory (an in-process cache) or just as the store came back
+        "ok_during": dict(Counter(op.kind for op in during if op.ok)),
+        "ok_last_ended_s": max((round(op.ended - down, 3) for op in during if op.ok), default=None),
         "recovery_s": None if recovery is None else round(recovery, 3),
     }
 

@@ -37,6 +37,7 @@ def _slope(samples: list[tuple[float, float]]) -> float:
     return num / den * 60
 
 
+@pytest.mark.timeout(SECONDS * 2 + 180)
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_load_held(backend: str, tmp_path: Path, figures: Figures) -> None:
     server = start(url_for(backend, tmp_path), tmp_path, **TRAFFIC_SETTINGS)
