@@ -162,8 +162,10 @@ class Traffic:
             thread.join(60)
             assert not thread.is_alive(), "a traffic thread did not stop"
 
-    def more(self, successes: int, within: float = 30) -> None:
-        """Wait for ``successes`` more acknowledged requests."""
+    def more(self, successes: int, within: float | None = None) -> None:
+        """Wait for ``successes`` more acknowledged requests (by default, allowing for as
+        few as 10 a second on a busy machine)."""
+        within = 30 + successes / 10 if within is None else within
         target = self.history.successes() + successes
         wait_until(lambda: self.history.successes() >= target, timeout=within,
                    what=f"{successes} more successes", interval=0.01)  # fmt: skip
