@@ -35,8 +35,8 @@ from tests.service.server import Server, start
 
 USERS = int(size(4, 12))
 BEFORE, AFTER = int(size(100, 2000)), int(size(150, 2000))  # successes before/after the kill
-HELD_JOBS = 3  # long jobs running on the instance that is killed
-HELD_SECONDS = size(12, 60)
+HELD_JOBS = 3  # long jobs running on the instance that is killed (longer than lease + kill)
+HELD_SECONDS = size(5, 60)
 LEASE = float(SHORT_LEASES["SESSIONWARD_JOB_LEASE"])
 DOOMED_ERRORS = {"ConnectError", "ReadError", "RemoteProtocolError", "WriteError"}
 
@@ -67,18 +67,22 @@ def test_an_instance_killed_under_load(backend: str, tmp_path: Path, figures: Fi
     doomed = _instance(store_url, tmp_path / "a")
     survivor: Server | None = None
     try:
-        # long jobs that only the doomed instance can have claimed: it is alone so far
+        survivor = _instance(store_url, tmp_path / "b")
         holder = sign_up(doomed.url, "holder")
         group = members(doomed.url, "load", USERS)
-        params = {"seconds": HELD_SECONDS, "steps": 6}
-        held = [
-            httpx.post(f"{doomed.url}/v1/jobs", json={"kind": "sleep", "params": params},
-                       headers=holder.auth, timeout=10).json()["job_id"]
-            for _ in range(HELD_JOBS)
-        ]  # fmt: skip
-        wait_until(lambda: all(_job_status(doomed.url, holder, j) == "running" for j in held),
-                   timeout=10, what="the held jobs to run on the doomed instance")  # fmt: skip
-        survivor = _instance(store_url, tmp_path / "b")
+        # long jobs that only the doomed instance can claim: the survivor is frozen meanwhile
+        os.killpg(survivor.proc.pid, signal.SIGSTOP)
+        try:
+            params = {"seconds": HELD_SECONDS, "steps": 6}
+            held = [
+                httpx.post(f"{doomed.url}/v1/jobs", json={"kind": "sleep", "params": params},
+                           headers=holder.auth, timeout=10).json()["job_id"]
+                for _ in range(HELD_JOBS)
+            ]  # fmt: skip
+            wait_until(lambda: all(_job_status(doomed.url, holder, j) == "running" for j in held),
+                       timeout=10, what="the held jobs to run on the doomed instance")  # fmt: skip
+        finally:
+            os.killpg(survivor.proc.pid, signal.SIGCONT)
         with Traffic([doomed.url, survivor.url], group) as traffic:
             began, target = time.monotonic(), traffic.history.successes() + BEFORE
             wait_until(  # the held jobs must still be running at the kill
