@@ -16,13 +16,17 @@ def _failed(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} x {what}" for what, n in sorted(counts.items())) or "none"
 
 
+def _name(r: dict[str, Any]) -> str:
+    return str(r["fault"]) + ("" if r.get("full") else " (small size)")
+
+
 def store_outages(rows: list[dict[str, Any]]) -> list[str]:
     out = ["| fault | outage | requests while down | failed, with | slowest / p99 | recovery |",
            "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         if "outage_s" in r:
             d = r["during"]
-            out.append(f"| {r['fault']} | {r['outage_s']:.2f} s | {d['requests']} | "
+            out.append(f"| {_name(r)} | {r['outage_s']:.2f} s | {d['requests']} | "
                        f"{_failed(d['failed'])} | {d['slowest_s']:.2f} / {d['p99_s']:.2f} s | "
                        f"{r['recovery_s']:.3f} s |")  # fmt: skip
     return out
@@ -32,7 +36,7 @@ def acknowledged(rows: list[dict[str, Any]]) -> list[str]:
     out = ["| run | state writes | charges | logins | jobs | lost |", "|---|---|---|---|---|---|"]
     for r in rows:
         if "charges" in r and "logins" in r:
-            out.append(f"| {r['fault']} | {r['state_writes']} | {r['charges']} | "
+            out.append(f"| {_name(r)} | {r['state_writes']} | {r['charges']} | "
                        f"{r['logins']} | {r['jobs']} | {r['lost']} |")  # fmt: skip
     return out
 
@@ -46,7 +50,8 @@ def kills(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if "survivor" in r:
             s = r["survivor"]
-            out.append(f"| {r['backend']} | {s['requests']}, {_failed(s['failed'])}, "
+            size = "" if r.get("full") else " (small size)"
+            out.append(f"| {r['backend']}{size} | {s['requests']}, {_failed(s['failed'])}, "
                        f"{s['slowest_s']:.2f} s | {_failed(r['cut_off_on_killed'])} | "
                        f"{r['jobs_back_after_s']:.2f} s (lease {r['lease_s']} s) | "
                        f"{r['held_jobs_attempts']} |")  # fmt: skip
@@ -58,7 +63,7 @@ def soaks(rows: list[dict[str, Any]]) -> list[str]:
            "warm-up, slope | fds start → end |", "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         if "rss_start_mib" in r:
-            out.append(f"| {r['fault']} | {r['requests']} ({r['rps']}) | {r['p50_s']:.3f} / "
+            out.append(f"| {_name(r)} | {r['requests']} ({r['rps']}) | {r['p50_s']:.3f} / "
                        f"{r['p99_s']:.3f} s | {_failed(r['failed'])} | {r['rss_start_mib']} → "
                        f"{r['rss_end_mib']} MiB, {r['rss_growth_after_warmup_mib']} MiB, "
                        f"{r['rss_slope_mib_per_min']} MiB/min | {r['fds_start']} → "
