@@ -109,7 +109,7 @@ def test_a_full_disk_is_503_and_corrupts_nothing(
 
 INSTANCES = 3
 WRITERS = int(size(6, 12))
-INCREMENTS = int(size(15, 50))  # compare-and-set increments per writer
+INCREMENTS = int(size(10, 50))  # compare-and-set increments per writer
 
 
 def _increment(server: Server, member: Member, count: int) -> tuple[int, int]:

@@ -27,13 +27,13 @@ from tests.reliability.checks import (
     members,
     outage_figures,
 )
-from tests.reliability.conftest import Figures, size
+from tests.reliability.conftest import FULL, Figures, size
 from tests.reliability.servers import FaultProxy, OwnPostgres, OwnRedis
 from tests.reliability.traffic import TRAFFIC_SETTINGS, Traffic, check_acknowledged
 from tests.service.server import start
 
 USERS = int(size(4, 12))
-OUTAGES = [size(3.0, 5.0), size(3.0, 10.0)]
+OUTAGES = [3.0] if not FULL else [5.0, 10.0]
 BUDGET = 10**12
 SLOW_BOUND = 1.9  # three store calls in a row (limit, session, handler), 0.5 s timeout each
 
