@@ -32,6 +32,7 @@ TRAFFIC_SETTINGS = {
     "SESSIONWARD_JOBS_PER_USER_RUNNING": "4",
     "SESSIONWARD_JOBS_RUNNING": "16",
     "SESSIONWARD_LOGIN_MAX_FAILURES": "100",
+    "SESSIONWARD_ACCESS_TOKEN_TTL": "86400",  # a full-size soak outlasts the default 900 s
 }
 # short leases so that a killed instance's jobs come back quickly
 SHORT_LEASES = {
@@ -136,11 +137,12 @@ class Traffic:
     """Members' threads sending mixed requests to the live instances until stopped."""
 
     def __init__(self, urls: list[str], members: list[Member], *, jobs: bool = True,
-                 timeout: float = 10.0) -> None:  # fmt: skip
+                 job_every: float = 1.0, timeout: float = 10.0) -> None:  # fmt: skip
         self.urls = urls
         self.live = set(range(len(urls)))
         self.members = members
         self.jobs = jobs
+        self.job_every = job_every  # seconds between one member's jobs
         self.timeout = timeout
         self.history = History()
         self.unexpected: list[str] = []
@@ -186,7 +188,7 @@ class Traffic:
                 instance = live[(i + n) % len(live)]
                 step = next(steps)
                 if self.jobs and time.monotonic() >= next_job:
-                    step, next_job = "job", time.monotonic() + 1.0
+                    step, next_job = "job", time.monotonic() + self.job_every
                 getattr(self, f"_{step}")(clients[instance], instance, member, i)
         finally:
             for client in clients:
