@@ -330,7 +330,8 @@ async def test_a_ledger_script_that_may_have_applied_is_sent_once(
         assert listener.connections() == 1  # a repetition could charge, hold or free twice
         with pytest.raises(StorageUnavailable):
             await store.get_budget("alice", "s1", default_limit=1, currency="USD")
-        assert listener.connections() == 1 + 4  # releasing expired holds twice is harmless
+        # a read that timed out is not repeated either: the timeout took its whole bound
+        assert listener.connections() == 1 + 1
     finally:
         await store.aclose()
 

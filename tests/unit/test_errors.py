@@ -88,3 +88,56 @@ async def test_non_idempotent_operations_are_not_repeated() -> None:
     with pytest.raises(errors.StorageUnavailable):
         await Retrier("redis", lambda exc: True)(once, idempotent=False)
     assert calls == 1
+
+
+@pytest.mark.anyio
+async def test_unavailable_errors_are_503_at_once_never_retried() -> None:
+    calls = 0
+
+    async def times_out() -> None:
+        nonlocal calls
+        calls += 1
+        raise TimeoutError("no reply within socket_timeout")
+
+    retrier = Retrier("redis", lambda exc: isinstance(exc, ConnectionError),
+                      unavailable=lambda exc: isinstance(exc, TimeoutError))  # fmt: skip
+    with pytest.raises(errors.StorageUnavailable) as caught:
+        await retrier(times_out)
+    assert calls == 1 and isinstance(caught.value.__cause__, TimeoutError)
+
+
+def _sqlite_error(name: str) -> sqlite3.OperationalError:
+    exc = sqlite3.OperationalError(name)
+    exc.sqlite_errorname = name
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("name", "wrapped"),
+    [("SQLITE_FULL", errors.StorageUnavailable), ("SQLITE_IOERR_WRITE", errors.StorageUnavailable),
+     ("SQLITE_BUSY", errors.StorageUnavailable), ("SQLITE_CORRUPT", errors.StorageError)],
+)  # fmt: skip
+def test_sqlite_full_disk_and_io_errors_are_unavailable(
+    name: str, wrapped: type[errors.StorageError]
+) -> None:
+    from sessionward.stores.sqlite.store import _is_transient, _is_unavailable
+
+    exc = _sqlite_error(name)
+    assert _is_unavailable(exc) == name.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
+    assert _is_transient(exc) == (name == "SQLITE_BUSY")  # a full disk is not retried
+    assert type(Retrier("sqlite", _is_transient, unavailable=_is_unavailable).wrap(exc)) is wrapped
+
+
+def test_redis_and_postgres_timeouts_are_unavailable_not_transient() -> None:
+    import psycopg
+    import redis.exceptions
+    from psycopg_pool import PoolTimeout
+
+    from sessionward.stores.postgres import connection as pg
+    from sessionward.stores.redis import connection as rd
+
+    assert rd.is_unavailable(redis.exceptions.TimeoutError()) and rd.is_unavailable(TimeoutError())
+    assert not rd.is_transient(redis.exceptions.TimeoutError())
+    assert rd.is_transient(redis.exceptions.ConnectionError("refused"))
+    assert pg.is_unavailable(PoolTimeout("no connection")) and not pg.is_transient(PoolTimeout())
+    assert pg.is_transient(psycopg.OperationalError("server closed the connection"))

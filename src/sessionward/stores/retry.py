@@ -3,7 +3,9 @@
 Only operations that are safe to repeat are retried: reads, idempotent writes, and writes
 whose failure proves nothing was committed (SQLite's "database is locked"). A compare-and-set
 that may have been applied before the connection dropped is not repeated: repeating it could
-turn a success into a false ``WriteConflict``.
+turn a success into a false ``WriteConflict``. Errors that mean the store is unavailable
+but that a retry within the request cannot help (a pool wait that already took its whole
+timeout, a full disk) are ``unavailable``: raised at once as :class:`StorageUnavailable`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class Retrier:
         *,
         attempts: int = 4,
         max_delay: float = 10.0,
+        unavailable: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self._backend = backend
         self._is_transient = is_transient
+        self._unavailable = unavailable or (lambda exc: False)
         self._attempts = attempts
         self._max_delay = max_delay
 
@@ -67,6 +71,6 @@ class Retrier:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def wrap(self, exc: BaseException) -> StorageError:
-        if self._is_transient(exc):
+        if self._is_transient(exc) or self._unavailable(exc):
             return StorageUnavailable(f"the {self._backend} store is unavailable: {exc}")
         return StorageError(f"the {self._backend} store failed: {type(exc).__name__}: {exc}")

@@ -36,8 +36,22 @@ Query = sql.SQL | sql.Composed
 
 def is_transient(exc: BaseException) -> bool:
     """Connection-level failures, and transactions the server rolled back (deadlock,
-    serialization failure): all are subclasses of ``OperationalError``."""
-    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+    serialization failure): all are subclasses of ``OperationalError``. Not a
+    ``PoolTimeout``: that wait already took the whole ``pool_timeout``, and repeating it is
+    what would stretch a request across an outage."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """No connection within ``pool_timeout``: the store is unavailable (503), not retried."""
+    return isinstance(exc, PoolTimeout)
+
+
+async def check_connection(conn: Conn) -> None:
+    """The pool's check at checkout: a connection the server has closed (a restart) is
+    discarded instead of failing the caller's statement. No round trip."""
+    if closed_by_server(conn):
+        raise psycopg.OperationalError("the server closed this pooled connection")
 
 
 def conninfo(options: PostgresOptions) -> str:
@@ -68,7 +82,7 @@ class PostgresCore:
         self._schema = url.options.schema_name
         self._clock = clock
         self._sql = compose(self._schema)
-        self._retry = Retrier("postgresql", is_transient)
+        self._retry = Retrier("postgresql", is_transient, unavailable=is_unavailable)
         self._pool: AsyncConnectionPool[Conn] | None = None
 
     @property
@@ -96,6 +110,11 @@ class PostgresCore:
         self._pool = pool
 
     def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        """The pool. ``reconnect_timeout`` = ``pool_timeout``: while the server is down a
+        reconnect chain gives up within the same bound, and the next caller starts a fresh
+        attempt, so the pool is whole again as soon as the server answers (psycopg_pool's
+        own backoff would make it wait for its next tick, seconds after the server is back;
+        docs/reliability.md)."""
         o = self._options
         return AsyncConnectionPool(
             conninfo(o),
@@ -103,6 +122,8 @@ class PostgresCore:
             min_size=o.pool_min,
             max_size=o.pool_max,
             timeout=o.pool_timeout,
+            check=check_connection,
+            reconnect_timeout=o.pool_timeout,
             name=f"sessionward:{o.schema_name}",
             open=False,
         )

@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ...urls import PostgresOptions, StoreURL
 from ..retry import Retrier
-from .connection import Conn, conninfo, is_transient
+from .connection import Conn, check_connection, conninfo, is_transient, is_unavailable
 
 PAYLOAD_LIMIT = 7900  # PostgreSQL refuses payloads of 8000 bytes or more
 CHUNK = 7800  # room for the chunk header
@@ -94,7 +94,7 @@ class PostgresTransport:
         self._heartbeat = heartbeat
         self.wire = wire_channel(options.schema_name)
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.wire))
-        self._retry = Retrier("postgresql", is_transient)
+        self._retry = Retrier("postgresql", is_transient, unavailable=is_unavailable)
         name = f"{options.application_name}-events"[:63]
         self._listener_info = conninfo(options.model_copy(update={"application_name": name}))
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
@@ -103,6 +103,8 @@ class PostgresTransport:
             min_size=0,
             max_size=PUBLISHERS,
             timeout=options.pool_timeout,
+            check=check_connection,
+            reconnect_timeout=options.pool_timeout,
             name=f"sessionward-events:{options.schema_name}",
             open=False,
         )

@@ -102,13 +102,23 @@ def script_source(name: str) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the server or the pool could not be reached in time. Bad credentials
-    are connection errors to redis-py, but retrying them cannot help."""
+    """Worth retrying: the server or the pool could not be reached. Bad credentials are
+    connection errors to redis-py, but retrying them cannot help; nor can a timeout, which
+    already took the whole ``socket_timeout`` (see :func:`is_unavailable`)."""
     if isinstance(exc, redis_errors.AuthenticationError | redis_errors.AuthorizationError):
         return False
     if isinstance(exc, (*NOT_RUN, redis_errors.SlotNotCoveredError, redis_errors.ReadOnlyError)):
         return True  # a cluster between slot maps (a failover): the command did not run
-    return isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | OSError)
+    if is_unavailable(exc):
+        return False
+    return isinstance(exc, redis_errors.ConnectionError | OSError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A reply that did not come within ``socket_timeout`` (or a connect past
+    ``connect_timeout``): the store is unavailable (503) at once, never retried, so a slow
+    store costs a request one timeout, not several."""
+    return isinstance(exc, redis_errors.TimeoutError | TimeoutError)
 
 
 def cluster_client(o: RedisOptions) -> Any:
@@ -375,7 +385,7 @@ class RedisConnection:
         self._options = url.options
         self._clock = clock
         self._keys = KeyLayout(url.options.key_prefix, cluster=url.options.cluster)
-        self._retry = Retrier("redis", is_transient)
+        self._retry = Retrier("redis", is_transient, unavailable=is_unavailable)
         # No I/O here: redis-py connects on first use.
         self._pool = CountingPool(
             max_connections=url.options.max_connections,

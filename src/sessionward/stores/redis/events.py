@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ...urls import RedisOptions, StoreURL
 from ..retry import Retrier
-from .connection import cluster_client, connection_kwargs, is_transient
+from .connection import cluster_client, connection_kwargs, is_transient, is_unavailable
 
 PUBLISHERS = 8
 
@@ -48,7 +48,7 @@ class RedisTransport:
         self._options = url.options
         self._heartbeat = heartbeat
         self.wire = wire_channel(url.options.key_prefix)
-        self._retry = Retrier("redis", is_transient)
+        self._retry = Retrier("redis", is_transient, unavailable=is_unavailable)
         pool = BlockingConnectionPool(
             max_connections=PUBLISHERS,
             timeout=url.options.pool_timeout,

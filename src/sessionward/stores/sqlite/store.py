@@ -44,6 +44,15 @@ def _is_transient(exc: BaseException) -> bool:
     )
 
 
+def _is_unavailable(exc: BaseException) -> bool:
+    """A full disk or an I/O error: the store cannot write now (503 ``store_unavailable``),
+    and the transaction was already rolled back, so it is not retried in the request."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(exc, sqlite3.DatabaseError) and name.startswith(
+        ("SQLITE_FULL", "SQLITE_IOERR")
+    )
+
+
 def _transaction(fn: Callable[[Conn], T]) -> Callable[[Conn], T]:
     def job(conn: Conn) -> T:
         conn.execute("BEGIN IMMEDIATE")
@@ -73,7 +82,7 @@ class SqliteStore(
         self.url = url
         self._options = url.options
         self._clock = clock or SystemClock()
-        self._retry = Retrier("sqlite", _is_transient)
+        self._retry = Retrier("sqlite", _is_transient, unavailable=_is_unavailable)
         self._writer: Worker | None = None
         self._readers: list[Worker] = []
         self._next_reader = itertools.cycle([0])
