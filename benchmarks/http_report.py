@@ -1,0 +1,119 @@
+"""The HTTP-under-load part of docs/benchmarks.md, and splicing a marked block into it."""
+
+from __future__ import annotations
+
+import re
+
+from .http_load import HttpResults, Load
+
+RAW_NAME = {"redis": "raw redis-py GET", "postgresql": "raw psycopg SELECT"}
+
+
+def block(name: str, lines: list[str]) -> str:
+    return "\n".join([f"<!-- {name}:begin -->", *lines, f"<!-- {name}:end -->"])
+
+
+def splice(text: str, name: str, new_block: str) -> str:
+    """``text`` with its ``name`` block replaced by ``new_block`` (appended if absent)."""
+    pattern = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: new_block, text, count=1)
+    return text.rstrip("\n") + "\n\n" + new_block + "\n"
+
+
+def carried(old: str, name: str) -> str | None:
+    found = re.search(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->", old, re.S)
+    return found.group(0) if found else None
+
+
+def http_lines(r: HttpResults, busy: str) -> list[str]:
+    bare = r.find("-", "bare")
+    lines = [
+        "## HTTP under load (issue 12)",
+        "",
+        f"{r.wrk}; `benchmarks/wrk_count.lua` sets the Bearer header (the cookie for the",
+        "baselines) and counts non-2xx responses: 0 in every row (the section fails otherwise).",
+        "Every server is one uvicorn worker (uvloop + httptools) pinned to CPU 1 (with Redis",
+        "and PostgreSQL), wrk on CPU 0; the service's rate limits are 10,000,000/s, so nothing",
+        "is refused but every decision is still made. A 1 s warm-up precedes each row.",
+        busy,
+        "",
+        "| endpoint | store | req/s | p50 ms | p99 ms | vs bare | vs raw driver, same store |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for x in r.loads:
+        raw = r.find(x.backend, "raw") if x.kind not in ("raw", "bare", "health") else None
+        vs_bare = f"{x.rps / bare.rps:.2f}" if bare else ""
+        vs_raw = f"{x.rps / raw.rps:.2f}" if raw else ""
+        lines.append(f"| {x.name} | {x.backend} | {x.rps:,.0f} | {x.p50_us / 1000:.1f} | "
+                     f"{x.p99_us / 1000:.1f} | {vs_bare} | {vs_raw} |")  # fmt: skip
+    if r.trips:
+        lines += [
+            "",
+            "### Store round trips per request",
+            "",
+            "Counted by a loopback proxy between the service and the store (a client write",
+            "after a reply is one round trip), over sequential requests, minus an idle window",
+            "of the same length (the worker's and sweeper's own queries). The commands are",
+            "the Redis commands the proxy saw, per request. SQLite has no wire to count.",
+            "",
+            "| store | endpoint | round trips / request | commands / request |",
+            "|---|---|---:|---|",
+        ]
+        for t in r.trips:
+            lines.append(f"| {t.backend} | {t.kind} | {t.per_request:.2f} | {t.commands} |")
+    if r.cpu_us:
+        lines += ["", "### Server CPU per request (user + system, under the same wrk load)", ""]
+        lines += [f"- {name}: {us:,.0f} µs" for name, us in r.cpu_us.items()]
+    if r.profile:
+        lines += [
+            "",
+            "### Where the time goes: `GET /v1/state/user/doc` on Redis (py-spy)",
+            "",
+            "py-spy (`record --format raw --nonblocking`, 200 Hz) on the server while wrk",
+            "drives the Redis state read. *Own share*: samples whose innermost recognised",
+            "frame is in that part (the event loop only when nothing else is on the stack);",
+            "times the server's CPU per request it gives µs per request. *Inclusive* counts",
+            "every sample with the part anywhere on the stack, so the middlewares, which wrap",
+            "the whole app, show most of the request there.",
+            "",
+            *r.profile,
+        ]
+    lines += ["", "### Targets (issue 12, ratios from this run)", "", *http_targets(r)]
+    return [*lines, *r.notes]
+
+
+def _ratio(a: Load | None, b: Load | None) -> float | None:
+    return a.rps / b.rps if a and b else None
+
+
+def http_targets(r: HttpResults) -> list[str]:
+    out = []
+    bare = r.find("-", "bare")
+    for backend in ("sqlite", "redis", "postgresql"):
+        ratio = _ratio(r.find(backend, "me"), bare)
+        if ratio is not None:
+            verdict = "met" if ratio >= 0.7 else f"MISSED by {(0.7 - ratio) / 0.7 * 100:.0f} %"
+            out.append(f"- `/v1/me` >= 0.7x bare FastAPI on {backend}: {ratio:.2f}x, {verdict}.")
+    checks = (("redis", "raw", 0.8, "the raw-GET route"), ("sqlite", "bare", 0.5, "bare FastAPI"),
+              ("postgresql", "raw", 0.5, "the raw-SELECT route"))  # fmt: skip
+    for backend, base_kind, goal, what in checks:
+        base = bare if base_kind == "bare" else r.find(backend, "raw")
+        ratio = _ratio(r.find(backend, "state read"), base)
+        if ratio is not None:
+            verdict = "met" if ratio >= goal else f"MISSED by {(goal - ratio) / goal * 100:.0f} %"
+            out.append(f"- State read on {backend} >= {goal}x {what}: {ratio:.2f}x, {verdict}.")
+    for backend in ("sqlite", "redis", "postgresql"):
+        me = r.find(backend, "me")
+        if me and bare:
+            ratio = me.p99_us / bare.p99_us
+            verdict = "met" if ratio <= 2 else "MISSED"
+            out.append(f"- `/v1/me` p99 <= 2x the bare route's on {backend}: "
+                       f"{me.p99_us / 1000:.1f} ms vs {bare.p99_us / 1000:.1f} ms = "
+                       f"{ratio:.1f}x, {verdict}.")  # fmt: skip
+    for t in r.trips:
+        if t.kind != "health":
+            verdict = "met" if t.per_request <= 1.0 + 1e-9 else "MISSED"
+            out.append(f"- At most one store round trip per authenticated request, {t.backend} "
+                       f"{t.kind}: {t.per_request:.2f}, {verdict}.")  # fmt: skip
+    return out
