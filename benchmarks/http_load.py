@@ -273,6 +273,45 @@ def count_trips(store: str, backend: str, workdir: Path, *, requests: int) -> li
     return out
 
 
+async def count_sqlite_calls(store: str, *, requests: int) -> list[Trips]:
+    """SQLite has no wire: the service runs in this process (httpx's ASGI transport) and
+    the store's own counter of calls handed to its connection threads is read."""
+    from sessionward import Settings
+    from sessionward.service import create_app
+    from sessionward.stores.sqlite import SqliteStore
+
+    settings = Settings(store=store, secret_key=SECRET, api_rate_limit=ROOMY[
+        "SESSIONWARD_API_RATE_LIMIT"], ip_rate_limit=ROOMY["SESSIONWARD_IP_RATE_LIMIT"],
+        login_ip_max_failures=1_000_000)  # type: ignore[arg-type]  # fmt: skip
+    app = create_app(settings)
+    out: list[Trips] = []
+    async with app.router.lifespan_context(app):
+        counted = app.state.ward.store
+        assert isinstance(counted, SqliteStore)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await client.post("/v1/auth/register", json={"username": "tripsql",
+                                                         "password": PASSWORD})  # fmt: skip
+            login = await client.post("/v1/auth/login", json={"username": "tripsql",
+                                                              "password": PASSWORD})  # fmt: skip
+            headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
+            put = await client.put("/v1/state/user/doc", json={"data": {"theme": "dark"}},
+                                   headers=headers)  # fmt: skip
+            put.raise_for_status()
+            for kind, path in SW_ENDPOINTS:
+                (await client.get(path, headers=headers)).raise_for_status()
+                calls, began = counted.calls, time.monotonic()
+                for _ in range(requests):
+                    (await client.get(path, headers=headers)).raise_for_status()
+                took, busy = time.monotonic() - began, counted.calls - calls
+                calls = counted.calls
+                await asyncio.sleep(took)  # the same window idle: the background's share
+                idle = counted.calls - calls
+                out.append(Trips("sqlite", kind, max(busy - idle, 0) / requests,
+                                 "calls to the connection threads"))  # fmt: skip
+    return out
+
+
 def sign_in(client: httpx.Client, username: str) -> dict[str, str]:
     """Register, log in, write the document the state read reads; the Bearer header."""
     client.post("/v1/auth/register", json={"username": username, "password": PASSWORD})
@@ -362,6 +401,10 @@ def bench_http(urls: dict[str, str], backends: list[str], workdir: Path, *, quic
                     print("http: py-spy on the Redis state read ...", flush=True)
                     results.profile = profile_state_read(s, headers["Authorization"], workdir,
                                                          connections, seconds)  # fmt: skip
+    if "sqlite" in backends:
+        print("http: store calls on sqlite ...", flush=True)
+        results.trips += asyncio.run(count_sqlite_calls(urls["sqlite"].replace(
+            ".db", "-calls.db"), requests=50 if quick else 200))  # fmt: skip
     for backend in backends:
         if backend in ("redis", "postgresql"):
             print(f"http: round trips on {backend} ...", flush=True)
