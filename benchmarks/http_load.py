@@ -81,6 +81,7 @@ class HttpResults:
     loads: list[Load] = field(default_factory=list)
     trips: list[Trips] = field(default_factory=list)
     profile: list[str] = field(default_factory=list)
+    profile_us: dict[str, float] = field(default_factory=dict)  # own µs/request by part
     cpu_us: dict[str, float] = field(default_factory=dict)  # server CPU per request
     notes: list[str] = field(default_factory=list)
 
@@ -399,8 +400,9 @@ def bench_http(urls: dict[str, str], backends: list[str], workdir: Path, *, quic
                 )
                 if profile:
                     print("http: py-spy on the Redis state read ...", flush=True)
-                    results.profile = profile_state_read(s, headers["Authorization"], workdir,
-                                                         connections, seconds)  # fmt: skip
+                    results.profile, results.profile_us = profile_state_read(
+                        s, headers["Authorization"], workdir, connections, seconds
+                    )
     if "sqlite" in backends:
         print("http: store calls on sqlite ...", flush=True)
         results.trips += asyncio.run(count_sqlite_calls(urls["sqlite"].replace(
@@ -488,7 +490,7 @@ _BUCKETS = (
 
 
 def profile_state_read(server: Server, auth: str, workdir: Path, connections: int,
-                       seconds: float) -> list[str]:  # fmt: skip
+                       seconds: float) -> tuple[list[str], dict[str, float]]:  # fmt: skip
     """py-spy over the server while wrk drives the Redis state read: the share of samples
     in which each part is on the stack (inclusive), and where they end (self)."""
     import psutil
@@ -506,7 +508,7 @@ def profile_state_read(server: Server, auth: str, workdir: Path, connections: in
     after = proc.cpu_times()
     record.wait(60)
     if not out.exists():
-        return ["py-spy wrote no profile (it needs ptrace rights: run as root)."]
+        return ["py-spy wrote no profile (it needs ptrace rights: run as root)."], {}
     cpu_us = ((after.user - before.user) + (after.system - before.system)) / got["requests"] * 1e6
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
@@ -523,7 +525,7 @@ def profile_state_read(server: Server, auth: str, workdir: Path, connections: in
         own[_innermost(parts)] += n
         leaf[_short(stack.split(";")[-1])] += n
     if not total:
-        return ["py-spy took no samples."]
+        return ["py-spy took no samples."], {}
     lines = [f"{got['requests'] / got['duration_us'] * 1e6:,.0f} req/s while sampled; "
              f"server CPU {cpu_us:,.0f} µs per request; {total:,} samples.", "",
              "| part | own share | own µs/request | on the stack (inclusive) |",
@@ -536,7 +538,7 @@ def profile_state_read(server: Server, auth: str, workdir: Path, connections: in
               "| function | self share | µs/request |", "|---|---:|---:|"]  # fmt: skip
     for name, n in leaf.most_common(12):
         lines.append(f"| `{name}` | {n / total * 100:.1f} % | {n / total * cpu_us:,.0f} |")
-    return lines
+    return lines, {name: n / total * cpu_us for name, n in own.items()} | {"total": cpu_us}
 
 
 def _short(frame: str) -> str:

@@ -81,6 +81,7 @@ def http_lines(r: HttpResults, busy: str) -> list[str]:
             "",
             *r.profile,
         ]
+    lines += reading(r)
     lines += ["", "### Targets (issue 12, ratios from this run)", "", *http_targets(r)]
     return [*lines, *r.notes]
 
@@ -119,3 +120,59 @@ def http_targets(r: HttpResults) -> list[str]:
             out.append(f"- At most one store round trip per authenticated request, {t.backend} "
                        f"{t.kind}: {t.per_request:.2f}, {verdict}.")  # fmt: skip
     return out
+
+
+_OURS = ("rate limit (web/limits.py, the limiter)", "authentication (JWT check, session read)",
+         "state read (state.py)", "store: sessionward's Redis layer",
+         "request metrics (service/metrics.py)", "body limit (service/body.py)")  # fmt: skip
+
+
+def reading(r: HttpResults) -> list[str]:
+    """Where the time goes, in words, with this run's figures."""
+    us, bare = r.profile_us, r.cpu_us.get("bare")
+    trips = next((t for t in r.trips if t.backend == "redis" and t.kind == "state read"), None)
+    if not us or not bare or trips is None:
+        return []
+    total = us["total"]
+    redis_py = us.get("redis-py (commands, parsing, pool)", 0.0)
+    framework = us.get("FastAPI: dependencies, validation, serialisation", 0.0)
+    server = us.get("uvicorn + httptools (HTTP protocol)", 0.0) + us.get(
+        "Starlette: routing, middleware stack", 0.0)  # fmt: skip
+    ours = sum(us.get(name, 0.0) for name in _OURS)
+    per_trip = redis_py / trips.per_request if trips.per_request else 0.0
+    me = next((t for t in r.trips if t.backend == "redis" and t.kind == "me"), None)
+    return [
+        "",
+        "### Where the time goes, in short (this run)",
+        "",
+        f"- Server CPU: {total:,.0f} µs per Redis state read against {bare:,.0f} µs for the",
+        f"  bare route ({total / bare:.1f}x); one core caps an instance at about",
+        f"  {1e6 / total:,.0f} such requests/s, whatever the store does.",
+        f"- redis-py, client side: {redis_py:,.0f} µs for {trips.per_request:.0f} round trips",
+        f"  (~{per_trip:,.0f} µs each: command packing, the pool, the socket-timeout",
+        "  `wait_for`, reply parsing). The largest part; a request that needs one round",
+        "  trip instead of three (issue 12's target) saves about two thirds of it.",
+        f"- FastAPI: {framework:,.0f} µs: solving the route's dependencies (the principal,",
+        "  the ward, the path parameters) and validating and serialising the response model.",
+        f"- uvicorn + httptools + Starlette: {server:,.0f} µs, of which the bare route's",
+        f"  whole request ({bare:,.0f} µs) is most; the three pure-ASGI middlewares add",
+        "  their frames but little own time.",
+        "- sessionward's own code (rate-limit middleware, JWT check, session and state",
+        f"  reads, the Redis layer, body limit, metrics): {ours:,.0f} µs in all.",
+        "- The round trips per request: rate limit (EVALSHA), session (GET), then the",
+        "  endpoint's own read (EVALSHA for a document, MGET of the user record for",
+        "  `/v1/me`, two EVALSHA for the budget).",
+        *(
+            [
+                f"- `/v1/me` makes {me.per_request:.0f}: the principal holds only the user id and",
+                "  the session, so username and roles are one more read. Reading nothing but the",
+                "  principal needs them carried in the session (or the token), and role changes",
+                "  then reaching live sessions: left to the design review.",
+            ]
+            if me
+            else []
+        ),
+        "- Figures taken while other work ran on both CPUs are low for every row,",
+        "  baselines included (CPU 1 is shared by the server, Redis, PostgreSQL and that",
+        "  work); compare ratios within one run, not absolute rates between runs.",
+    ]
