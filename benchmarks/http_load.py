@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,9 +41,14 @@ ROOMY = {
     "SESSIONWARD_IP_RATE_LIMIT": "10000000/second",
     "SESSIONWARD_LOGIN_IP_MAX_FAILURES": "1000000",
     "SESSIONWARD_LOG_LEVEL": "warning",
+    "SESSIONWARD_BUDGET_DEFAULT": str(2**50),  # charges of 1 never run out
 }
 SW_ENDPOINTS = (("health", "/v1/health"), ("me", "/v1/me"),
                 ("state read", "/v1/state/user/doc"), ("budget", "/v1/budget"))  # fmt: skip
+# (name, method, path, body); a %d in the body is a per-request counter (wrk_count.lua)
+SW_WRITES = (("state write", "PUT", "/v1/state/user/doc", '{"data": {"theme": "dark"}}'),
+             ("charge", "POST", "/v1/budget/charges",
+              '{"amount": 1, "idempotency_key": "{salt}-%d"}'))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,12 +158,13 @@ def _pythonpath() -> str:
                            if p)  # fmt: skip
 
 
-def wrk(
-    url: str, *, connections: int, seconds: float, auth: str = "", cookie: str = ""
-) -> dict[str, int]:
-    env = {**os.environ, "WRK_AUTHORIZATION": auth, "WRK_COOKIE": cookie}
+def wrk(url: str, *, connections: int, seconds: float, auth: str = "", cookie: str = "",
+        method: str = "", body: str = "") -> dict[str, int]:  # fmt: skip
+    body = body.replace("{salt}", os.urandom(6).hex())  # a new key space for every run
+    env = {**os.environ, "WRK_AUTHORIZATION": auth, "WRK_COOKIE": cookie, "WRK_METHOD": method,
+           "WRK_BODY": body}  # fmt: skip
     command = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", f"-c{connections}",
-               f"-d{seconds:g}s", "--timeout", "5s", "-s", str(LUA), url]  # fmt: skip
+               f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA), url]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60,
                           check=True)  # fmt: skip
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRKJSON "))
@@ -166,14 +172,24 @@ def wrk(
 
 
 def measure(name: str, backend: str, kind: str, url: str, *, connections: int, seconds: float,
-            auth: str = "", cookie: str = "") -> Load:  # fmt: skip
-    wrk(url, connections=connections, seconds=min(1.0, seconds), auth=auth, cookie=cookie)
-    got = wrk(url, connections=connections, seconds=seconds, auth=auth, cookie=cookie)
+            **request: str) -> Load:  # fmt: skip
+    wrk(url, connections=connections, seconds=min(1.0, seconds), **request)
+    got = wrk(url, connections=connections, seconds=seconds, **request)
     return Load(name, backend, kind, got["requests"], got["duration_us"] / 1e6, got["non2xx"],
                 got["errors"], got["p50_us"], got["p99_us"])  # fmt: skip
 
 
 # the store round trips per request
+
+
+def every_request() -> Iterator[tuple[str, str, str, Callable[[int], str | None]]]:
+    """(kind, method, path, the body of request i) for each endpoint of the service."""
+    for kind, path in SW_ENDPOINTS:
+        yield kind, "GET", path, lambda i: None
+    salt = os.urandom(6).hex()
+    for kind, method, path, body in SW_WRITES:
+        template = body.replace("{salt}", salt)
+        yield kind, method, path, lambda i, t=template: t.replace("%d", str(i))  # type: ignore[misc]
 
 
 class TurnProxy:
@@ -254,12 +270,13 @@ def count_trips(store: str, backend: str, workdir: Path, *, requests: int) -> li
         try:
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 headers = sign_in(client, f"trips{backend}")
-                for kind, path in SW_ENDPOINTS:
-                    client.get(path, headers=headers).raise_for_status()  # connections warm
+                for kind, method, path, body in every_request():
+                    send = {"headers": {**headers, "Content-Type": "application/json"}}
+                    client.request(method, path, content=body(-1), **send).raise_for_status()
                     turns, names = proxy.turns, proxy.commands.copy()
                     began = time.monotonic()
-                    for _ in range(requests):
-                        client.get(path, headers=headers).raise_for_status()
+                    for i in range(requests):
+                        client.request(method, path, content=body(i), **send).raise_for_status()
                     took = time.monotonic() - began
                     busy, sent = proxy.turns - turns, proxy.commands - names
                     turns, names = proxy.turns, proxy.commands.copy()
@@ -299,11 +316,13 @@ async def count_sqlite_calls(store: str, *, requests: int) -> list[Trips]:
             put = await client.put("/v1/state/user/doc", json={"data": {"theme": "dark"}},
                                    headers=headers)  # fmt: skip
             put.raise_for_status()
-            for kind, path in SW_ENDPOINTS:
-                (await client.get(path, headers=headers)).raise_for_status()
+            send = {"headers": {**headers, "Content-Type": "application/json"}}
+            for kind, method, path, body in every_request():
+                (await client.request(method, path, content=body(-1), **send)).raise_for_status()
                 calls, began = counted.calls, time.monotonic()
-                for _ in range(requests):
-                    (await client.get(path, headers=headers)).raise_for_status()
+                for i in range(requests):
+                    answer = await client.request(method, path, content=body(i), **send)
+                    answer.raise_for_status()
                 took, busy = time.monotonic() - began, counted.calls - calls
                 calls = counted.calls
                 await asyncio.sleep(took)  # the same window idle: the background's share
@@ -390,6 +409,9 @@ def bench_http(urls: dict[str, str], backends: list[str], workdir: Path, *, quic
             for kind, path in SW_ENDPOINTS:
                 auth = "" if kind == "health" else headers["Authorization"]
                 load(f"sessionward GET {path}", backend, kind, s.url + path, auth=auth)
+            for kind, method, path, body in SW_WRITES:
+                load(f"sessionward {method} {path}", backend, kind, s.url + path,
+                     auth=headers["Authorization"], method=method, body=body)  # fmt: skip
             if backend == "redis":
                 results.cpu_us["state read, redis"] = _cpu_per_request(
                     s,

@@ -1,5 +1,7 @@
 -- wrk 4.1: sets the Authorization or Cookie header from the environment, counts non-2xx
 -- responses over all threads and prints one JSON line with the totals and percentiles.
+-- WRK_METHOD and WRK_BODY give a write; a "%d" in the body becomes a per-request counter
+-- (an idempotency key that is new every time).
 local threads = {}
 
 local auth = os.getenv("WRK_AUTHORIZATION")
@@ -7,12 +9,29 @@ if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 local cookie = os.getenv("WRK_COOKIE")
 if cookie and cookie ~= "" then wrk.headers["Cookie"] = cookie end
 
+local method = os.getenv("WRK_METHOD")
+if method and method ~= "" then wrk.method = method end
+local body = os.getenv("WRK_BODY")
+if body and body ~= "" then
+  wrk.headers["Content-Type"] = "application/json"
+  if body:find("%%d") then
+    function request()
+      sent = sent + 1
+      return wrk.format(nil, nil, nil, string.format(body, id * 1000000000 + sent))
+    end
+  else
+    wrk.body = body
+  end
+end
+
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("id", #threads)
 end
 
 function init(args)
   bad = 0
+  sent = 0
 end
 
 function response(status, headers, body)
