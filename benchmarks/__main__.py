@@ -1,7 +1,11 @@
 """Run the benchmarks and write docs/benchmarks.md.
 
 python -m benchmarks [--quick] [--backends memory,sqlite,redis,postgresql]
-                     [--sections sessions,auth,budget,ratelimit,jobs] [--output docs/benchmarks.md]
+                     [--sections sessions,auth,budget,ratelimit,jobs,http]
+                     [--output docs/benchmarks.md]
+
+Run with ``--sections http`` alone, the HTTP block of the existing output is replaced and the
+rest kept; a full run keeps the idle-WebSocket block (``python -m benchmarks.ws_idle``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from pathlib import Path
 
 import anyio
 
-from . import report
+from . import http_report, report
 from .auth import bench_auth, bench_login
 from .budgets import bench_budget
+from .http_load import HttpResults, bench_http
+from .http_load import clean as clean_http
 from .jobs import JobResults, bench_jobs
 from .limits import RateLimitResults, bench_ratelimit
 from .machine import describe, pinned
@@ -100,16 +106,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations (a smoke run)")
     parser.add_argument("--backends", default="memory,sqlite,redis,postgresql")
-    parser.add_argument("--sections", default="sessions,auth,budget,ratelimit,jobs")
+    parser.add_argument("--sections", default="sessions,auth,budget,ratelimit,jobs,http")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     per_task = 500 if args.quick else 5000
+    backends, sections = args.backends.split(","), args.sections.split(",")
     with pinned() as pinning:
-        backends, sections = args.backends.split(","), args.sections.split(",")
         results, rate, jobs = anyio.run(run, backends, sections, per_task, args.quick)
-    text = report.render(describe(), pinning, results, rate, jobs)
+        http = run_http(backends, args.quick) if "http" in sections else None
+    old = args.output.read_text() if args.output.exists() else ""
+    if sections == ["http"] and old:
+        text = old
+    else:
+        text = report.render(describe(), pinning, results, rate, jobs)
+        for name in ("http", "ws"):
+            kept = http_report.carried(old, name)
+            if kept:
+                text = http_report.splice(text, name, kept)
+    if http is not None:
+        busy = f"Taken {describe()}; load average then {_load()} (other work on the machine)."
+        text = http_report.splice(text, "http", http_report.block("http", http_report.http_lines(
+            http, busy)))  # fmt: skip
     args.output.write_text(text)
     print(text)
+
+
+def run_http(backends: list[str], quick: bool) -> HttpResults:
+    used = [b for b in backends if b != "memory"]
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = {
+            "sqlite": f"sqlite:///{tmp}/http.db",
+            "redis": f"{REDIS_URL}?key_prefix=swbench-http-sw",
+            "postgresql": f"{POSTGRES_URL}?schema=swbench_http_sw",
+        }
+        clean_http(REDIS_URL, POSTGRES_URL, used)
+        try:
+            return bench_http(urls, used, Path(tmp), quick=quick, redis_url=REDIS_URL,
+                              postgres_url=POSTGRES_URL)  # fmt: skip
+        finally:
+            clean_http(REDIS_URL, POSTGRES_URL, used)
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} vCPUs"
 
 
 if __name__ == "__main__":  # not again in the processes the rate-limit benchmark spawns

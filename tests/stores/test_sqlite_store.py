@@ -153,3 +153,19 @@ async def test_a_killed_charge_storm_loses_nothing_committed(tmp_path: Path) -> 
         assert len(recorded) - len(acked) <= 1
         assert await ward.budgets.verify() == []
         assert (await ward.budgets.get(session)).spent == sum(recorded.values())
+
+
+async def test_calls_count_each_hand_off_to_a_connection_thread(tmp_path: Path) -> None:
+    store = create_store(f"sqlite:///{tmp_path / 's.db'}?readers=2")
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        before = store.calls
+        await store.ping()
+        await store.ping()
+        assert store.calls == before + 2
+        assert await store.get_user("nobody") is None
+        assert store.calls == before + 3
+    finally:
+        await store.aclose()
+    assert store.calls == 0  # closed: no threads left to count

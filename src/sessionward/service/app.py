@@ -26,7 +26,7 @@ from .limits import rate_limit_rules
 from .metrics import RequestMetrics, ServiceMetrics
 from .models import ErrorResponse
 from .openapi import openapi_with_kinds
-from .routes import budget, health, jobs, state
+from .routes import budget, health, jobs, me, state
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
 
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sw.auth_router(sessions=False, route_class=StrictJSONRoute),
                        prefix="/v1/auth", dependencies=[Depends(admit_login)])  # fmt: skip
     app.include_router(sw.sessions_router(route_class=StrictJSONRoute), prefix="/v1/sessions")
-    for router in (state.router, budget.router, jobs.router, ws.router, admin.router):
+    for router in (me.router, state.router, budget.router, jobs.router, ws.router, admin.router):
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -100,6 +100,13 @@ class JobKindList(BaseModel):
     kinds: list[JobKindOut]
 
 
+class Me(BaseModel):
+    user_id: str
+    username: str
+    roles: list[str]
+    session_id: str
+
+
 class Health(BaseModel):
     status: str
 

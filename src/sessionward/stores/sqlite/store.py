@@ -134,6 +134,11 @@ class SqliteStore(
     async def server_version(self) -> str:
         return sqlite3.sqlite_version
 
+    @property
+    def calls(self) -> int:
+        """Calls handed to the connection threads so far (SQLite's round trips)."""
+        return sum(w.calls for w in [*self._readers, *([self._writer] if self._writer else [])])
+
     def pool_stats(self) -> PoolStats:
         workers = [*self._readers, *([self._writer] if self._writer else [])]
         busy = sum(w.busy for w in workers)

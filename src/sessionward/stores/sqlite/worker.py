@@ -32,6 +32,7 @@ class Worker:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.busy = False
+        self.calls = 0  # calls handed to this thread, for the benchmark's round-trip count
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -47,6 +48,7 @@ class Worker:
     async def call(self, job: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self.calls += 1
         self._queue.put((job, loop, future))
         return await future
 
