@@ -206,6 +206,29 @@ def test_metrics_are_admin_only_and_follow_the_conventions(metrics_server: Serve
             assert not {"user", "user_id", "session", "session_id"} & set(sample.labels)
 
 
+def test_a_finished_job_is_timed_in_the_metrics(metrics_server: Server) -> None:
+    with httpx.Client(base_url=metrics_server.url, timeout=30) as client:
+        register(client, "gus")
+        gus = bearer(tokens(client, "gus"))
+        root = bearer(tokens(client, "root", ADMIN_PASSWORD))
+        job = client.post("/v1/jobs", json={"kind": "sleep", "params": {"seconds": 0.05}},
+                          headers=gus)  # fmt: skip
+        assert job.status_code == 202, job.text
+        job_id = job.json()["job_id"]
+        wait_until(lambda: client.get(f"/v1/jobs/{job_id}", headers=gus).json()["status"]
+                   == "succeeded", what="the job to succeed")  # fmt: skip
+
+        def timed() -> float:
+            family = _families(client.get("/metrics", headers=root).text)
+            counts = [sample.value for sample in
+                      family["sessionward_job_duration_seconds"].samples
+                      if sample.name.endswith("_count")
+                      and sample.labels == {"kind": "sleep", "status": "succeeded"}]  # fmt: skip
+            return counts[0] if counts else 0.0
+
+        wait_until(lambda: timed() == 1.0, what="one timed sleep job")
+
+
 def test_metrics_on_a_separate_port_only(tmp_path: Path) -> None:
     port = free_port()
     server = start(url_for("sqlite", tmp_path), tmp_path, SESSIONWARD_METRICS_ACCESS="port",

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..events import EventHub, open_event_hub
 from ..jobs import JobKind, JobWorker
 from ..limits import FailMode
+from ..stores.records import JobRow
 from ..urls import StoreURL
 from ..ward import Ward, open_ward
 from ..web.ws_frames import CHAT, Shapes
@@ -40,7 +41,8 @@ class SessionWard(Dependencies):
     """One ward (and optionally an event hub and a job worker) for one ASGI app.
 
     ``kinds`` are the job kinds registered when the ward opens; ``worker=True`` runs them in
-    this process for the app's lifetime; with ``events`` the jobs publish on the hub.
+    this process for the app's lifetime (``on_job_finished`` is told of each job it ends, e.g.
+    for metrics); with ``events`` the jobs publish on the hub.
     ``cookie`` names an HttpOnly cookie the access token may come in when there is no
     ``Authorization`` header; an unsafe request authenticated by a cookie must come from the
     request's own origin or one of ``trusted_origins`` (403 ``csrf_failed``).
@@ -56,6 +58,7 @@ class SessionWard(Dependencies):
         kinds: Sequence[JobKind] = (),
         cookie: str | None = None,
         trusted_origins: Sequence[str] = (),
+        on_job_finished: Callable[[JobRow], None] | None = None,
     ) -> None:
         self.settings = settings or Settings.defaults()
         self.url = url or self.settings.store
@@ -64,6 +67,7 @@ class SessionWard(Dependencies):
         self._want_events = events
         self._want_worker = worker
         self._kinds = tuple(kinds)
+        self._on_job_finished = on_job_finished
         self._ward: Ward | None = None
         self._events: EventHub | None = None
 
@@ -102,8 +106,9 @@ class SessionWard(Dependencies):
             try:
                 if self._want_worker:
                     worker = JobWorker(
-                        ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock
-                    )
+                        ward.store, ward.jobs, ward.state, ward.settings, clock=ward.clock,
+                        on_finished=self._on_job_finished,
+                    )  # fmt: skip
                     await stack.enter_async_context(_running(worker))
                 yield
             finally:

@@ -31,17 +31,18 @@ from .routes import budget, health, jobs, me, state
 _ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 409, 412, 413, 422, 429, 503)}
 
 
-def service_ward(settings: Settings) -> SessionWard:
-    """The ward, the event hub, the built-in job kinds and this instance's worker. On the
-    way out the worker stops; jobs it was running run again once their lease runs out."""
-    return SessionWard(settings.store, settings=settings, events=True, worker=True, kinds=BUILTIN)
+def service_ward(settings: Settings, metrics: ServiceMetrics) -> SessionWard:
+    """The ward, the event hub, the built-in job kinds and this instance's worker. On a
+    clean stop the worker hands the jobs it was running back to the queue at once."""
+    return SessionWard(settings.store, settings=settings, events=True, worker=True, kinds=BUILTIN,
+                       on_job_finished=metrics.observe_job)  # fmt: skip
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     registry = CollectorRegistry()
     service_metrics = ServiceMetrics(registry)
-    sw = service_ward(settings)
+    sw = service_ward(settings, service_metrics)
 
     @asynccontextmanager
     async def published(app: FastAPI) -> AsyncIterator[None]:
