@@ -115,3 +115,26 @@ async def test_from_app_without_a_session_ward_says_what_to_do() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         with pytest.raises(RuntimeError, match=r"pass SessionWard\.lifespan"):
             await client.get("/me")
+
+
+async def test_a_route_limit_counts_each_inclusion_and_each_path_apart(url: str) -> None:
+    """The same router under two prefixes: each prefix has its own count, and the count is
+    per route template, not per concrete path (two ids share one)."""
+    sw = SessionWard(url, settings=SETTINGS)
+    router = APIRouter()
+
+    @router.get("/items/{item_id}", dependencies=[Depends(sw.limit("2/minute"))])
+    async def item(item_id: str) -> dict[str, str]:
+        return {"item": item_id}
+
+    app = FastAPI(lifespan=sw.lifespan)
+    install_handlers(app)
+    app.include_router(router, prefix="/a")
+    app.include_router(router, prefix="/b")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            first = [(await client.get(f"/a/items/{n}")).status_code for n in ("x", "y", "z")]
+            other = [(await client.get(f"/b/items/{n}")).status_code for n in ("x", "y", "z")]
+    assert first == [200, 200, 429]
+    assert other == [200, 200, 429]

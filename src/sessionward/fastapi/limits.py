@@ -9,6 +9,7 @@ is 429 ``rate_limited`` with ``Retry-After``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -55,8 +56,27 @@ def route_limit(
         identity = await key(ward)(request)
         if identity is None:
             return
-        path = getattr(request.scope.get("route"), "path", request.url.path)
-        scope = name or f"route:{request.method}:{path}"
+        scope = name or f"route:{request.method}:{route_path(request)}"
         await ward.limits.enforce(f"{scope}:{identity}", parsed, fail=fail)
 
     return check
+
+
+def route_path(request: Request) -> str:
+    """The matched route's path template, with the prefix it was included under.
+
+    FastAPI 0.165 hands the route its path relative to its router, so the same router
+    included under ``/a`` and ``/b`` would share one count. The prefix is what the request's
+    path has before the route's own part, rendered with its parameters.
+    """
+    relative = getattr(request.scope.get("route"), "path", None)
+    path = request.scope.get("path", "")
+    if not isinstance(relative, str) or not isinstance(path, str):
+        return request.url.path
+    rendered = relative
+    for param, value in request.path_params.items():
+        pattern = r"\{" + re.escape(param) + r"(:[^}]*)?\}"
+        rendered = re.sub(pattern, str(value).replace("\\", "\\\\"), rendered)
+    if not path.endswith(rendered):  # e.g. a converter that rewrote the value: no prefix known
+        return relative
+    return path[: len(path) - len(rendered)] + relative
