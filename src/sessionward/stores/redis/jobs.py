@@ -87,11 +87,14 @@ class RedisJobs(RedisConnection):
         return await self._script(f"job_{op}", keys, argv, idempotent=idempotent)
 
     async def submit_job(self, new: NewJob, *, max_queued: int) -> JobRow | None:
+        return await self._submit(new, max_queued, shard=None)
+
+    async def _submit(self, new: NewJob, max_queued: int, *, shard: int | None) -> JobRow | None:
         args = [
             encode_id(new.job_id), encode_id(new.user_id), str(int(max_queued)),
             new.job_id, new.user_id, new.kind, new.params, str(int(new.max_attempts)),
         ]  # fmt: skip
-        reply = await self._jobs("submit", args, idempotent=True)  # keyed by the job id
+        reply = await self._jobs("submit", args, idempotent=True, shard=shard)  # by job id
         if reply[0] == "collision":
             raise ConfigurationError("job id collision")
         return job_row(reply[1]) if reply[0] == "queued" else None

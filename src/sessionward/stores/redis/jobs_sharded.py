@@ -99,14 +99,7 @@ class RedisShardedJobs(RedisJobs):
         await self._call(lambda: self._client.set(route, str(shard), nx=True))
         if await self._job_shard(new.job_id) != shard:
             raise ConfigurationError("job id collision")
-        args = [
-            encode_id(new.job_id), encode_id(new.user_id), str(int(max_queued)),
-            new.job_id, new.user_id, new.kind, new.params, str(int(new.max_attempts)),
-        ]  # fmt: skip
-        reply = await self._jobs("submit", args, idempotent=True, shard=shard)
-        if reply[0] == "collision":
-            raise ConfigurationError("job id collision")
-        return job_row(reply[1]) if reply[0] == "queued" else None
+        return await self._submit(new, max_queued, shard=shard)
 
     async def claim_jobs(
         self, worker_id: str, *, want: int, limits: JobLimits, lease: float
