@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.browser import chromium
 from tests.capacity.test_service import ADMIN_PASSWORD, make_admin, register, tokens
 from tests.conftest import url_for
 from tests.service.server import Server, start
@@ -34,12 +35,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def sign_in(page: Page, base: str, name: str, password: str) -> None:

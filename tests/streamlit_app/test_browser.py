@@ -17,14 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from sessionward.testing import wait_until
+from tests.browser import chromium
 from tests.service.server import FAST_ARGON2, free_port
 
 from .conftest import DASHBOARD, PASSWORD, ROOT, SECRET
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass
@@ -75,14 +74,8 @@ def start(store: str, workdir: Path, port: int) -> StreamlitServer:
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        try:
-            yield browser.new_page(viewport={"width": 1200, "height": 1400})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1200, "height": 1400})
 
 
 def test_log_in_scan_and_see_the_result_in_chromium(page: Page, tmp_path: Path) -> None:
